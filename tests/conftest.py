@@ -1,0 +1,53 @@
+"""Shared fixtures: real smoke-scale runs of the whole pipeline, made once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WM_SMOKE", "1")  # notebooks and `wm` run at the tiny scale under pytest
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wm(*args, cwd=None, check=True, timeout=600) -> subprocess.CompletedProcess:
+    """Run the real `wm` command line in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "wmlib.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"wm {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """`wm run --preset smoke` for each game, in a subprocess, run lazily and shared by the tests that read it."""
+    made = {}
+
+    def get(game: str) -> Path:
+        if game not in made:
+            d = tmp_path_factory.mktemp(game.replace("-", "_")) / "run"
+            wm("run", "--game", game, "--preset", "smoke", "--data_dir", d, "--quiet")
+            made[game] = d
+        return made[game]
+
+    return get
+
+
+@pytest.fixture
+def run_copy(smoke_runs, tmp_path):
+    """A private copy of a smoke run directory, for tests that change it."""
+
+    def get(game: str) -> Path:
+        dst = tmp_path / "run"
+        shutil.copytree(smoke_runs(game), dst)
+        return dst
+
+    return get

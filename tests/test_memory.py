@@ -1,0 +1,120 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wmlib.memory import MDNOutput, Memory, mdn_nll, memory_loss, sample_mixture
+from wmlib.seeding import episode_keys
+
+
+def test_shapes_and_per_dimension_softmax():
+    m = Memory(z_dim=4, action_dim=3, hidden_dim=16, mixtures=5)
+    out, (h, c) = m(torch.randn(2, 7, 4), torch.randn(2, 7, 3))
+    for t in (out.logpi, out.mu, out.logsigma):
+        assert t.shape == (2, 7, 4, 5)
+    assert out.done_logit is None
+    assert torch.allclose(out.logpi.exp().sum(-1), torch.ones(2, 7, 4))  # mixture weights sum to 1 per dimension
+    assert h.shape == c.shape == (1, 2, 16)
+
+
+def test_paper_sized_models():
+    car = Memory(32, 3, 256, 5)
+    doom = Memory(64, 1, 512, 5, predict_done=True, restart_flag=True)
+    # The paper counts one LSTM bias vector (TensorFlow); PyTorch's LSTM has two, 4 * H numbers more.
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(car) - 4 * 256 == 422_368
+    assert count(doom) - 4 * 512 == 1_678_785
+    assert doom.input_dim == 64 + 1 + 1
+
+
+def test_each_dimension_has_its_own_mixture_weights():
+    m = Memory(z_dim=3, action_dim=1, hidden_dim=8, mixtures=2)
+    hs = torch.randn(1, 1, 8)
+    before = m.split(m.head(hs))
+    with torch.no_grad():  # change only the head rows of dimension 0's mixture logits
+        m.head.weight.view(3, 3, 2, 8)[0, 0, 0] += 1.0  # (param kind, dimension, mixture, input)
+    after = m.split(m.head(hs))
+    assert not torch.allclose(before.logpi[..., 0, :], after.logpi[..., 0, :])
+    assert torch.allclose(before.logpi[..., 1:, :], after.logpi[..., 1:, :])
+
+
+def test_step_matches_sequence_forward():
+    torch.manual_seed(0)
+    m = Memory(z_dim=4, action_dim=1, hidden_dim=16, mixtures=3, predict_done=True, restart_flag=True)
+    z, a = torch.randn(3, 5, 4), torch.randn(3, 5, 1)
+    restart = torch.zeros(3, 5)
+    restart[:, 0] = 1
+    seq, _ = m(z, a, restart)
+    h, c = m.initial_state(3)
+    for t in range(5):
+        out, h, c = m.step(z[:, t], a[:, t], restart[:, t], h, c)
+        assert torch.allclose(out.mu, seq.mu[:, t], atol=1e-5)
+        assert torch.allclose(out.done_logit, seq.done_logit[:, t], atol=1e-5)
+
+
+def test_nll_by_hand():
+    # one dimension, two components: pi = (0.25, 0.75), mu = (0, 2), sigma = (1, 0.5), z = 1
+    out = MDNOutput(logpi=torch.log(torch.tensor([[0.25, 0.75]])), mu=torch.tensor([[0.0, 2.0]]),
+                    logsigma=torch.log(torch.tensor([[1.0, 0.5]])), done_logit=None)
+    normal = lambda x, m, s: math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+    expected = -math.log(0.25 * normal(1, 0, 1) + 0.75 * normal(1, 2, 0.5))
+    assert mdn_nll(out, torch.tensor([1.0])).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_done_loss_weights_positives():
+    out = MDNOutput(torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1),
+                    done_logit=torch.tensor([[0.0, 0.0]]))
+    z_next = torch.zeros(1, 2, 1)
+    _, _, d = memory_loss(out, z_next, done=torch.tensor([[1.0, 0.0]]), done_weight=10.0)
+    assert d.item() == pytest.approx((10 * math.log(2) + math.log(2)) / 2, rel=1e-6)
+    # masked steps do not count in the z loss
+    out2 = MDNOutput(torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), None)
+    _, zl, _ = memory_loss(out2, torch.tensor([[[0.0], [100.0]]]), mask=torch.tensor([[1.0, 0.0]]))
+    assert zl.item() == pytest.approx(0.5 * math.log(2 * math.pi), rel=1e-6)
+
+
+def _mixture(b, pis, mus, sigmas):
+    k = len(pis)
+    return MDNOutput(
+        logpi=torch.log(torch.tensor(pis)).expand(b, 1, k).clone(),
+        mu=torch.tensor(mus).expand(b, 1, k).clone(),
+        logsigma=torch.log(torch.tensor(sigmas)).expand(b, 1, k).clone(),
+        done_logit=None,
+    )
+
+
+def test_sampling_statistics_match_the_mixture():
+    b = 200_000
+    pis, mus, sigmas = [0.3, 0.7], [-2.0, 1.0], [0.5, 1.5]
+    z = sample_mixture(_mixture(b, pis, mus, sigmas), 1.0, episode_keys(np.arange(b)), step=0)[:, 0]
+    mean = sum(p * m for p, m in zip(pis, mus))
+    var = sum(p * (s**2 + m**2) for p, m, s in zip(pis, mus, sigmas)) - mean**2
+    assert z.mean().item() == pytest.approx(mean, abs=0.02)
+    assert z.std().item() == pytest.approx(math.sqrt(var), abs=0.02)
+    cdf = lambda x, m, s: 0.5 * (1 + math.erf((x - m) / (s * math.sqrt(2))))  # noqa: E731
+    p_below = sum(p * cdf(-0.5, m, s) for p, m, s in zip(pis, mus, sigmas))
+    assert (z < -0.5).float().mean().item() == pytest.approx(p_below, abs=0.005)
+
+
+def test_temperature():
+    b = 100_000
+    keys = episode_keys(np.arange(b))
+    out = _mixture(b, [0.2, 0.8], [-3.0, 3.0], [1.0, 1.0])
+    # low temperature: the heavier component almost always, with a smaller spread (sigma * sqrt(tau))
+    cold = sample_mixture(out, 0.1, keys, 0)[:, 0]
+    assert (cold > 0).float().mean().item() > 0.99
+    assert cold[cold > 0].std().item() == pytest.approx(math.sqrt(0.1), rel=0.05)
+    # high temperature: weights flatten (logits / tau), spread grows
+    hot = sample_mixture(out, 2.0, keys, 0)[:, 0]
+    p_right = 0.8 ** 0.5 / (0.8 ** 0.5 + 0.2 ** 0.5)
+    assert (hot > 0).float().mean().item() == pytest.approx(p_right, abs=0.01)
+    assert hot[hot > 0].std().item() == pytest.approx(math.sqrt(2.0), rel=0.05)
+
+
+def test_sampling_depends_only_on_each_episodes_key():
+    out = _mixture(6, [0.5, 0.5], [-1.0, 1.0], [1.0, 1.0])
+    keys = episode_keys([11, 12, 13, 14, 15, 16])
+    full = sample_mixture(out, 1.15, keys, step=3)
+    part = sample_mixture(_mixture(3, [0.5, 0.5], [-1.0, 1.0], [1.0, 1.0]), 1.15, keys[[4, 1, 2]], step=3)
+    assert torch.equal(full[[4, 1, 2]], part)

@@ -1,0 +1,224 @@
+"""The ``wm`` command: one sub-command per stage of World Models, and ``wm run`` for all of them.
+
+    wm rollouts   --game G --num_rollouts N --workers K --data_dir D   random-policy episodes -> D/episodes/
+    wm vision     --data_dir D --z_dim 32 --epochs 10                   ConvVAE -> D/vision/vision.pt
+    wm memory     --data_dir D --hidden_dim 256 --mixtures 5           encode -> D/series/, MDN-RNN -> D/memory/
+    wm controller --data_dir D --pop 64 --trials 16 [--in_dream]       CMA-ES -> D/controller/
+    wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
+    wm run        --game G --preset {smoke,small,paper} --data_dir D   every stage, in order
+
+Settings start from the preset (``--preset``, default ``small``; ``smoke`` when WM_SMOKE=1), then the run
+directory's saved ``config.json``, then any flag given. Every stage resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import GAMES, PRESETS, Config, make_config, smoke_mode
+from .games import CARRACING_RENDERERS as RENDERERS
+
+STAGES = ("rollouts", "vision", "memory", "controller", "test")
+
+# flag -> (Config field, type, help); grouped by the stage that reads them
+FLAGS = {
+    "rollouts": [
+        ("--num_rollouts", "num_rollouts", int, "random-policy episodes to collect"),
+        ("--max_frames", "max_frames", int, "longest random episode"),
+        ("--min_frames", "min_frames", int, "shorter random episodes are replaced"),
+    ],
+    "vision": [
+        ("--z_dim", "z_dim", int, "latent size N_z"),
+        ("--epochs", "vae_epochs", int, "V training epochs"),
+        ("--vae_batch", "vae_batch", int, "V batch size"),
+        ("--vae_lr", "vae_lr", float, "V learning rate"),
+    ],
+    "memory": [
+        ("--hidden_dim", "hidden_dim", int, "LSTM units"),
+        ("--mixtures", "mixtures", int, "Gaussians per latent dimension"),
+        ("--rnn_steps", "rnn_steps", int, "M optimiser steps"),
+        ("--seq_len", "seq_len", int, "M training sequence length"),
+        ("--rnn_batch", "rnn_batch", int, "M batch size"),
+        ("--rnn_lr", "rnn_lr", float, "M learning rate"),
+    ],
+    "controller": [
+        ("--pop", "pop", int, "CMA-ES population (the reference's --lambda_)"),
+        ("--trials", "trials", int, "episodes per candidate"),
+        ("--sigma0", "sigma0", float, "CMA-ES initial step size"),
+        ("--generations", "generations", int, "CMA-ES generations"),
+        ("--eval_every", "eval_every", int, "score the CMA-ES mean every this many generations"),
+        ("--eval_episodes", "eval_episodes", int, "episodes for that score"),
+        ("--temperature", "temperature", float, "M's sampling temperature in the dream"),
+        ("--dream_max_len", "dream_max_len", int, "longest dream episode"),
+        ("--initial_z_noise", "initial_z_noise", float, "extra noise on the dream's first z"),
+        ("--done_threshold", "done_threshold", float, "dream ends when M's done probability passes this"),
+        ("--target_cumulative_reward", "target_cumulative_reward", float, "stop when the evaluated mean reaches it"),
+    ],
+    "test": [
+        ("--max_steps", "max_steps", int, "longest real-game episode when training or testing C"),
+    ],
+}
+
+
+def _curriculum(text: str):
+    try:
+        start, step = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--curriculum expects START,STEP (two integers), got {text!r}") from None
+    return (start, step)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--game", choices=GAMES, help="which game (default: the run directory's)")
+    g.add_argument("--preset", choices=PRESETS, help="scale preset (default: small, or smoke when WM_SMOKE=1)")
+    g.add_argument("--data_dir", help="run directory (default: runs/GAME-PRESET)")
+    g.add_argument("--seed", type=int, help="run seed")
+    g.add_argument("--workers", type=int, help="worker processes (rollouts, real-game evaluation)")
+    g.add_argument("--renderer", choices=RENDERERS, help="CarRacing observation renderer")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
+    g = p.add_argument_group(stage)
+    for flag, field, typ, text in FLAGS[stage]:
+        g.add_argument(flag, dest=field, type=typ, help=text)
+    if stage == "memory":
+        g.add_argument("--predict_done", action=argparse.BooleanOptionalAction, default=None,
+                       help="M also predicts the end of the episode")
+    if stage == "controller":
+        g.add_argument("--in_dream", action=argparse.BooleanOptionalAction, default=None,
+                       help="train C inside M's dream")
+        g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
+        g.add_argument("--evaluator", choices=("inprocess", "processes"),
+                       help="where candidates are scored (default: dream in-process, real game in processes)")
+    if stage == "test":
+        g.add_argument("--rollouts", type=int, help="real-game test episodes")
+        g.add_argument("--record", type=int, nargs="?", const=3, help="write GIFs of the first N test episodes")
+        g.add_argument("--policy", choices=("controller", "random"), default="controller",
+                       help="test the trained controller or the random policy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wm", description="World Models: Vision, Memory, Controller.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    helps = dict(rollouts="collect random-policy episodes", vision="train the ConvVAE",
+                 memory="encode episodes and train the MDN-RNN", controller="evolve the controller with CMA-ES",
+                 test="score the agent in the real game", run="every stage, end to end")
+    for name in (*STAGES, "run"):
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        _common(p)
+        for stage in STAGES if name == "run" else (name,):
+            _stage_flags(p, stage)
+        if name == "memory":
+            _stage_flags(p, "vision")  # z_dim must agree with V
+    return parser
+
+
+def resolve_config(args) -> tuple[Config, Path]:
+    """Preset, then the run directory's config.json, then flags."""
+    preset = args.preset or ("smoke" if smoke_mode() else None)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    saved = None
+    if data_dir is not None and (data_dir / "config.json").exists():
+        path = data_dir / "config.json"
+        try:
+            saved = Config.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a valid run config ({exc})") from exc
+        if args.game and args.game != saved.game:
+            raise ValueError(f"{path}: this run directory is for {saved.game}, but --game is {args.game}; "
+                             "use another --data_dir")
+    game = args.game or (saved.game if saved else None)
+    if game is None:
+        raise ValueError(f"--game is required for a new run directory (valid: {', '.join(GAMES)})")
+    if saved is not None and preset in (None, saved.preset):
+        base = saved
+    else:
+        base = make_config(game, preset or "small")
+    if data_dir is None:
+        data_dir = Path("runs") / f"{game}-{base.preset}"
+    fields = {f.name for f in dataclasses.fields(Config)}
+    names = [field for group in FLAGS.values() for _, field, _, _ in group]
+    names += ["seed", "workers", "renderer", "predict_done", "in_dream", "curriculum"]
+    overrides = {n: getattr(args, n) for n in names if n in fields and getattr(args, n, None) is not None}
+    if getattr(args, "rollouts", None) is not None:
+        overrides["test_rollouts"] = args.rollouts
+    if getattr(args, "record", None) is not None:
+        overrides["record"] = args.record
+    cfg = dataclasses.replace(base, **overrides)
+    if cfg.game == "DoomTakeCover" and cfg.predict_done is False and cfg.in_dream:
+        raise ValueError("--in_dream for DoomTakeCover needs M's done head; drop --no-predict_done")
+    return cfg, data_dir
+
+
+def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
+    progress = not args.quiet
+    if stage == "rollouts":
+        from .rollouts import collect_rollouts
+
+        collect_rollouts(cfg, data_dir, progress=progress)
+        print(f"episodes: {data_dir / 'episodes'}")
+    elif stage == "vision":
+        from .vision import train_vision
+
+        print(f"vision: {train_vision(cfg, data_dir, progress=progress)}")
+    elif stage == "memory":
+        from .memory import encode_episodes, train_memory
+
+        encode_episodes(data_dir, progress=progress)
+        print(f"memory: {train_memory(cfg, data_dir, progress=progress)}")
+    elif stage == "controller":
+        from .evaluators import make_evaluator
+        from .evolution import train_controller
+
+        evaluator = None
+        if getattr(args, "evaluator", None):
+            evaluator = make_evaluator(args.evaluator, data_dir, cfg.game, cfg.workers)
+        try:
+            print(f"controller: {train_controller(cfg, data_dir, evaluator, progress=progress)}")
+        finally:
+            if evaluator is not None:
+                evaluator.close()
+    elif stage == "test":
+        from .play import score_agent
+
+        policy = getattr(args, "policy", "controller")
+        result = score_agent(cfg, data_dir, record=cfg.record if args.command == "run" or args.record else 0,
+                             policy=policy, progress=progress)
+        print(f"{policy} score over {result['episodes']} episodes of {cfg.game}: "
+              f"{result['mean']:.1f} +- {result['std']:.1f}  ({data_dir / 'test'})")
+        if args.command == "run":
+            rnd = score_agent(cfg, data_dir, record=0, policy="random", progress=progress)
+            print(f"random policy on the same episodes: {rnd['mean']:.1f} +- {rnd['std']:.1f}")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg, data_dir = resolve_config(args)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(data_dir / "config.json")
+        import torch
+
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        for stage in STAGES if args.command == "run" else (args.command,):
+            run_stage(stage, cfg, data_dir, args)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+        print(f"wm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wm {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

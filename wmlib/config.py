@@ -1,0 +1,214 @@
+"""Hyperparameters: one dataclass holds every setting; each game and scale preset fills it differently.
+
+Where a number comes from is said next to it: **paper** (Ha & Schmidhuber 2018), **code** (the authors' original
+implementation, where it differs from the paper) or **ours** (a choice of this package, usually for speed).
+See shared/REFERENCE.md in the project notes for the paper's full table.
+
+Presets:
+
+* ``smoke``: every stage runs in seconds, for CI and for trying the command line. Learns nothing.
+* ``small``: a laptop CPU in well under an hour; the agent learns something real (Doom clearly beats random play).
+* ``paper``: the paper's numbers. V trains 10 epochs (code; the paper says 1), Doom's temperature is 1.15 (paper; the
+  code used 1.25).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+from .games import GAMES, check_game
+
+PRESETS = ("smoke", "small", "paper")
+SMOKE_ENV = "WM_SMOKE"  # the one smoke switch, honoured by every notebook and by `wm`
+
+
+def smoke_mode() -> bool:
+    """True when the environment asks for the tiny scale (``WM_SMOKE=1``)."""
+    return os.environ.get(SMOKE_ENV, "0") == "1"
+
+
+@dataclass
+class Config:
+    """Every setting of a World Models run. Field docs say what a value means and where it comes from."""
+
+    game: str = "CarRacing-v3"
+    """Which game: CarRacing-v3 or DoomTakeCover."""
+    preset: str = "small"
+    """Scale preset this config started from: smoke, small or paper."""
+    seed: int = 0
+    """Run seed; every episode's seed is derived from it (see wmlib.seeding)."""
+
+    # --- rollouts -------------------------------------------------------------------------------------------
+    num_rollouts: int = 10_000
+    """Random-policy episodes to collect (paper: 10,000)."""
+    max_frames: int = 1000
+    """Longest episode in frames (paper: 1000 CarRacing, 2100 Doom)."""
+    min_frames: int = 0
+    """Random episodes shorter than this are dropped and replaced (paper: 100 for Doom)."""
+    hold_min: int = 1
+    """Fewest frames a random action is held (paper: 1 for Doom)."""
+    hold_max: int = 10
+    """Most frames a random action is held (paper: 10 for Doom; ours for CarRacing)."""
+    renderer: str = "fast"
+    """CarRacing observation renderer: gymnasium, exact or fast (ours; see wmlib.games.carracing_render)."""
+    workers: int = 2
+    """Worker processes for rollouts and real-game controller evaluation (ours: the machine's 2 cores)."""
+
+    # --- V: ConvVAE ----------------------------------------------------------------------------------------
+    z_dim: int = 32
+    """N_z, the latent size (paper: 32 CarRacing, 64 Doom)."""
+    vae_epochs: int = 10
+    """Passes over all frames (code: 10; the paper says 1)."""
+    vae_batch: int = 100
+    """Frames per batch (paper: 100)."""
+    vae_lr: float = 1e-4
+    """Adam learning rate (paper: 1e-4)."""
+    kl_tolerance: float = 0.5
+    """KL term floored at kl_tolerance * N_z (code: 0.5)."""
+    vae_buffer_episodes: int = 8
+    """Episodes held in memory at once while streaming frames for V; frames are shuffled within it (ours)."""
+
+    # --- M: MDN-RNN ----------------------------------------------------------------------------------------
+    hidden_dim: int = 256
+    """LSTM units (paper: 256 CarRacing, 512 Doom)."""
+    mixtures: int = 5
+    """Gaussians per latent dimension (paper: 5)."""
+    predict_done: bool = False
+    """Also predict the end of the episode (paper: Doom only)."""
+    restart_flag: bool = False
+    """Feed a 'first frame of an episode' flag to the LSTM (code: Doom only)."""
+    done_weight: float = 10.0
+    """Weight of positive examples in the done loss (code: 10)."""
+    seq_len: int = 999
+    """Training sequence length (paper: 999 CarRacing; code: 500 Doom)."""
+    rnn_batch: int = 100
+    """Sequences per batch (paper: 100)."""
+    rnn_steps: int = 4000
+    """Optimiser steps for M (code: 4000)."""
+    rnn_lr: float = 1e-3
+    """Adam learning rate (paper: 1e-3)."""
+    rnn_lr_decay: float = 1.0
+    """Learning rate multiplied by this every step (code: 0.99999 Doom)."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (code: 1.0)."""
+
+    # --- C: controller and CMA-ES --------------------------------------------------------------------------
+    pop: int = 64
+    """CMA-ES population size lambda (paper: 64)."""
+    trials: int = 16
+    """Episodes per candidate; fitness is their mean (paper: 16)."""
+    sigma0: float = 0.1
+    """CMA-ES initial step size, around a zero mean (paper: 0.1)."""
+    generations: int = 1800
+    """Generations to run (paper: ~1800 CarRacing; ~200 are enough for Doom in the dream)."""
+    eval_every: int = 25
+    """Every this many generations, score the CMA-ES mean on eval_episodes episodes (paper: 25)."""
+    eval_episodes: int = 1024
+    """Episodes for that evaluation (paper: 1024)."""
+    max_steps: int = 1000
+    """Longest real-game episode while training/testing the controller (paper: 1000 CarRacing, 2100 Doom)."""
+    in_dream: bool = False
+    """Train the controller inside M's dream instead of the real game (paper: Doom)."""
+    temperature: float = 1.0
+    """Sampling temperature tau of M in the dream (paper: 1.15 Doom; code: 1.25)."""
+    dream_max_len: int = 2100
+    """Longest dream episode (paper: 2100 Doom)."""
+    initial_z_noise: float = 0.0
+    """Std of extra Gaussian noise on the dream's first z (ours; 0 = off)."""
+    done_threshold: float = 0.5
+    """A dream episode ends when M's done probability exceeds this (code: logit > 0, i.e. 0.5)."""
+    curriculum: tuple[int, int] | None = None
+    """(start, step): the dream length starts at `start` and grows by `step` when the mean score improves (code)."""
+    target_cumulative_reward: float | None = None
+    """Stop when the evaluated mean reaches this (code; 900 CarRacing / 750 Doom are the 'solved' lines)."""
+
+    # --- test ------------------------------------------------------------------------------------------------
+    test_rollouts: int = 100
+    """Real-game episodes for the final score (paper: 100)."""
+    record: int = 3
+    """GIFs written by `wm test --record` (ours)."""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["curriculum"] = list(self.curriculum) if self.curriculum else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("curriculum"):
+            d["curriculum"] = tuple(d["curriculum"])
+        return cls(**d)
+
+    def save(self, path) -> None:
+        from .io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+
+# The paper's per-game numbers (shared/REFERENCE.md).
+GAME_DEFAULTS = {
+    "CarRacing-v3": dict(
+        z_dim=32, hidden_dim=256, max_frames=1000, min_frames=0, predict_done=False, restart_flag=False,
+        seq_len=999, temperature=1.0, max_steps=1000, in_dream=False, generations=1800, dream_max_len=1000,
+        target_cumulative_reward=None,
+    ),
+    "DoomTakeCover": dict(
+        z_dim=64, hidden_dim=512, max_frames=2100, min_frames=100, predict_done=True, restart_flag=True,
+        seq_len=500, temperature=1.15, max_steps=2100, in_dream=True, generations=200, dream_max_len=2100,
+        rnn_lr_decay=0.99999,
+    ),
+}
+
+# Scale presets. The architecture (N_z, LSTM size, mixtures, controller) is always the paper's; presets change
+# only how much data and compute go in.
+PRESET_OVERRIDES = {
+    "paper": {"CarRacing-v3": {}, "DoomTakeCover": {}},
+    "small": {
+        "CarRacing-v3": dict(
+            num_rollouts=60, max_frames=500, vae_epochs=3, vae_batch=64, seq_len=100, rnn_batch=32, rnn_steps=600,
+            pop=16, trials=2, generations=10, eval_every=5, eval_episodes=8, max_steps=500, test_rollouts=10,
+        ),
+        "DoomTakeCover": dict(
+            num_rollouts=300, vae_epochs=1, vae_batch=64, seq_len=100, rnn_batch=32, rnn_steps=1500,
+            rnn_lr_decay=1.0, pop=32, trials=8, generations=25, eval_every=5, eval_episodes=64,
+            curriculum=None, test_rollouts=100,
+        ),
+    },
+    "smoke": {
+        "CarRacing-v3": dict(
+            num_rollouts=3, max_frames=40, vae_epochs=1, vae_batch=16, seq_len=16, rnn_batch=4, rnn_steps=4,
+            pop=4, trials=2, generations=2, eval_every=1, eval_episodes=2, max_steps=30, test_rollouts=2,
+            record=1, workers=1, dream_max_len=30,
+        ),
+        "DoomTakeCover": dict(
+            num_rollouts=3, max_frames=60, min_frames=10, vae_epochs=1, vae_batch=16, seq_len=16, rnn_batch=4,
+            rnn_steps=4, pop=4, trials=2, generations=2, eval_every=1, eval_episodes=4, max_steps=60,
+            dream_max_len=40, test_rollouts=2, record=1, workers=1,
+        ),
+    },
+}
+
+
+def make_config(game: str, preset: str = "small", **overrides) -> Config:
+    """The config for ``game`` at ``preset`` scale, with any field overridden by keyword (None = keep)."""
+    check_game(game)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    values = dict(game=game, preset=preset)
+    values.update(GAME_DEFAULTS[game])
+    values.update(PRESET_OVERRIDES[preset][game])
+    names = {f.name for f in dataclasses.fields(Config)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = value
+    return Config(**values)
+
+
+__all__ = ["Config", "GAMES", "PRESETS", "SMOKE_ENV", "make_config", "smoke_mode"]

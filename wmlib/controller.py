@@ -1,0 +1,73 @@
+"""Controller (C): the paper's single-layer linear policy, kept as a flat parameter vector for CMA-ES.
+
+| game          | input          | output                          | parameters                      |
+|---------------|----------------|---------------------------------|---------------------------------|
+| CarRacing-v3  | [z, h]  (288)  | tanh(W [z h] + b), 3 numbers    | 288 * 3 + 3 = 867  (paper)      |
+| DoomTakeCover | [z, c, h] (1088) | tanh(W [z c h]), 1 number, no bias | 1088 * 1 = 1088 (paper)     |
+
+The outputs become game actions in :func:`wmlib.games.controller_to_action`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .games import check_game
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    game: str
+    z_dim: int
+    hidden_dim: int
+
+    def __post_init__(self):
+        check_game(self.game)
+
+    @property
+    def uses_cell(self) -> bool:
+        """Doom's controller also sees the LSTM cell state c (paper, Appendix A.3)."""
+        return self.game == "DoomTakeCover"
+
+    @property
+    def has_bias(self) -> bool:
+        return self.game == "CarRacing-v3"
+
+    @property
+    def n_in(self) -> int:
+        return self.z_dim + self.hidden_dim * (2 if self.uses_cell else 1)
+
+    @property
+    def n_out(self) -> int:
+        return 3 if self.game == "CarRacing-v3" else 1
+
+    @property
+    def n_params(self) -> int:
+        return self.n_in * self.n_out + (self.n_out if self.has_bias else 0)
+
+    def to_dict(self) -> dict:
+        return dict(game=self.game, z_dim=self.z_dim, hidden_dim=self.hidden_dim)
+
+    def features(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The controller's input, (B, n_in): [z h] or [z c h]."""
+        return torch.cat([z, c, h] if self.uses_cell else [z, h], dim=-1)
+
+    def unflatten(self, params) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_params) or (n_params,) -> W (B, n_out, n_in), b (B, n_out) (zeros when there is no bias)."""
+        p = torch.as_tensor(np.asarray(params, dtype=np.float32))
+        if p.dim() == 1:
+            p = p.unsqueeze(0)
+        if p.shape[-1] != self.n_params:
+            raise ValueError(f"{self.game} controller has {self.n_params} parameters, got a vector of {p.shape[-1]}")
+        n_w = self.n_in * self.n_out
+        w = p[:, :n_w].reshape(-1, self.n_out, self.n_in)
+        b = p[:, n_w:] if self.has_bias else torch.zeros(p.shape[0], self.n_out)
+        return w, b
+
+    @staticmethod
+    def act(w: torch.Tensor, b: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """tanh(W x + b) for a batch where every row has its own W and b: (B, n_out)."""
+        return torch.tanh(torch.bmm(w, feats.unsqueeze(-1)).squeeze(-1) + b)

@@ -1,0 +1,256 @@
+"""Scoring controllers: one interface, several ways to run it.
+
+A *job* is one controller (a flat parameter vector) and the seeds of the episodes to play with it; the result of
+a job is one score per seed. A candidate's fitness is the mean of its job's scores. Evaluators take a list of jobs
+and return the scores in the same order:
+
+* :class:`InProcessEvaluator` runs everything in this process (the batched dream puts ALL jobs in one batch).
+* :class:`ProcessPoolEvaluator` spreads jobs over local worker processes (one torch thread each).
+
+Every episode's seed comes from :func:`wmlib.seeding.episode_seed`, and real-game episodes are independent of each
+other, so a real-game generation gives identical scores whichever evaluator runs it. A dream batch gives identical
+scores too, as long as the candidates are batched the same way (otherwise they agree up to float rounding).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import episodes
+from .controller import ControllerSpec
+from .dream import dream_rollouts
+from .games import controller_to_action, make_env
+from .memory import check_compatible, load_memory
+from .seeding import episode_keys, normal
+from .vision import load_vision, to_tensor
+
+REAL_ENVS_PER_BATCH = 16  # real games stepped in lockstep by one process (their V/M/C steps are batched)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to play a job's episodes."""
+
+    mode: str = "real"
+    """'real' (the game) or 'dream' (inside M)."""
+    max_len: int = 1000
+    """Longest episode in steps."""
+    temperature: float = 1.0
+    done_threshold: float = 0.5
+    initial_z_noise: float = 0.0
+    renderer: str = "fast"
+
+
+class Agent:
+    """V + M (+ the dream's pool of first frames) and the controller spec: what a worker needs to score jobs."""
+
+    def __init__(self, game: str, vision, memory, pool_mu=None, pool_logvar=None):
+        self.game, self.vision, self.memory = game, vision, memory
+        self.spec = ControllerSpec(game, memory.z_dim, memory.hidden_dim)
+        self.pool_mu, self.pool_logvar = pool_mu, pool_logvar
+        self._envs = []
+
+    @classmethod
+    def from_run(cls, data_dir, game: str | None = None, with_pool: bool = True) -> "Agent":
+        vision, vckpt = load_vision(data_dir)
+        memory, mckpt = load_memory(data_dir)
+        check_compatible(vckpt, mckpt)
+        run_game = mckpt["config"]["game"]
+        if game is not None and game != run_game:
+            raise ValueError(f"{mckpt['path']}: trained on {run_game}, but --game is {game}")
+        pool_mu = pool_logvar = None
+        if with_pool and run_game == "DoomTakeCover":
+            files = episodes.list_series(data_dir)
+            if files:
+                firsts = [episodes.load_series(f) for f in files]
+                pool_mu = np.stack([s["mu"][0] for s in firsts])
+                pool_logvar = np.stack([s["logvar"][0] for s in firsts])
+        return cls(run_game, vision, memory, pool_mu, pool_logvar)
+
+    # -- real game -------------------------------------------------------------------------------------------
+    def envs(self, n: int, settings: EvalSettings):
+        """n game environments, made once and reused."""
+        while len(self._envs) < n:
+            self._envs.append(make_env(self.game, max_steps=None, renderer=settings.renderer))
+        return self._envs[:n]
+
+    def close(self):
+        for env in self._envs:
+            env.close()
+        self._envs = []
+
+    @torch.inference_mode()
+    def play(self, params, seeds, settings: EvalSettings, record: bool = False):
+        """Play one real episode per seed with one controller, all in lockstep. Returns (scores, lengths, frames).
+
+        Each step: V encodes the frames of the running games in one batch (z = mu + sigma * eps, eps from the
+        episode's own seed), C acts on [z, h] ([z, c, h] for Doom), M advances h with (z, a).
+        """
+        seeds = [int(s) for s in seeds]
+        n = len(seeds)
+        envs = self.envs(n, settings)
+        spec = self.spec
+        w, b = spec.unflatten(params)
+        w, b = w.expand(n, -1, -1), b.expand(n, -1)
+        keys = episode_keys(seeds)
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
+        h, c = self.memory.initial_state(n)
+        restart = torch.ones(n)
+        running = np.ones(n, bool)
+        scores, lengths = np.zeros(n), np.zeros(n, np.int64)
+        frames = [[o] for o in obs] if record else None
+        for t in range(settings.max_len):
+            idx = np.flatnonzero(running)
+            sel = torch.as_tensor(idx)
+            mu, logvar = self.vision.encode(to_tensor(obs[idx]))
+            z = mu + torch.exp(0.5 * logvar) * normal(keys[sel], t, 7, mu.shape[1])
+            out = spec.act(w[sel], b[sel], spec.features(z, h[sel], c[sel]))
+            action = controller_to_action(self.game, out)
+            _, h_new, c_new = self.memory.step(z, action, restart[sel], h[sel], c[sel])
+            h, c = h.clone(), c.clone()
+            h[sel], c[sel], restart[sel] = h_new, c_new, 0.0
+            action_np = action.numpy()
+            for j, i in enumerate(idx):
+                o, r, terminated, truncated, _ = envs[i].step(action_np[j])
+                obs[i] = o
+                scores[i] += r
+                lengths[i] += 1
+                if record:
+                    frames[i].append(o)
+                if terminated or truncated:
+                    running[i] = False
+            if not running.any():
+                break
+        return scores, lengths, frames
+
+
+def run_jobs(agent: Agent, settings: EvalSettings, jobs) -> list[np.ndarray]:
+    """Score ``jobs`` [(params, seeds), ...] -> [scores array per job]. The heart of every evaluator."""
+    if not jobs:
+        return []
+    if settings.mode == "dream":
+        if agent.pool_mu is None:
+            raise ValueError("dream needs encoded first frames (series/); run `wm memory` first")
+        counts = [len(seeds) for _, seeds in jobs]
+        params = np.concatenate([np.repeat(np.asarray(p, np.float32)[None], len(s), 0) for p, s in jobs])
+        seeds = np.concatenate([np.asarray(s, np.int64) for _, s in jobs])
+        scores, _ = dream_rollouts(agent.memory, agent.spec, params, seeds, agent.pool_mu, agent.pool_logvar,
+                                   settings.temperature, settings.max_len, settings.done_threshold,
+                                   settings.initial_z_noise)
+        return np.split(scores, np.cumsum(counts)[:-1])
+    if settings.mode != "real":
+        raise ValueError(f"unknown evaluation mode {settings.mode!r}; valid: real, dream")
+    results = []
+    for params, seeds in jobs:
+        parts = [agent.play(params, seeds[i : i + REAL_ENVS_PER_BATCH], settings)[0]
+                 for i in range(0, len(seeds), REAL_ENVS_PER_BATCH)]
+        results.append(np.concatenate(parts))
+    return results
+
+
+class Evaluator:
+    """Score a list of jobs; subclasses decide where the work runs."""
+
+    def evaluate(self, settings: EvalSettings, jobs) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class InProcessEvaluator(Evaluator):
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def evaluate(self, settings, jobs):
+        return run_jobs(self.agent, settings, jobs)
+
+    def close(self):
+        self.agent.close()
+
+
+# -- local worker processes --------------------------------------------------------------------------------------
+_WORKER_AGENT: Agent | None = None
+
+
+def _init_worker(data_dir: str, game: str):
+    global _WORKER_AGENT
+    torch.set_num_threads(1)  # one thread per worker process: no oversubscription
+    _WORKER_AGENT = Agent.from_run(data_dir, game)
+
+
+def _worker_run(args):
+    settings, jobs = args
+    return run_jobs(_WORKER_AGENT, settings, jobs)
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Contiguous, nearly equal slices (order kept)."""
+    bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+class ProcessPoolEvaluator(Evaluator):
+    """Jobs spread over ``workers`` local processes; each loads V and M once, when it starts.
+
+    Real-game jobs go one by one (a candidate's trials stay together); dream jobs go as ``workers`` groups, each a
+    batched dream. A worker that dies breaks the pool (it never hangs): the pool is started again and the
+    generation's jobs are retried, up to ``retries`` times.
+    """
+
+    def __init__(self, data_dir, game: str, workers: int = 2, retries: int = 2):
+        self.workers, self.retries = max(1, int(workers)), retries
+        self.data_dir, self.game = str(Path(data_dir)), game
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.data_dir, self.game))
+
+    def evaluate(self, settings, jobs):
+        jobs = list(jobs)
+        groups = split_evenly(jobs, self.workers) if settings.mode == "dream" else [[job] for job in jobs]
+        for attempt in range(self.retries + 1):
+            try:
+                return [r for res in self.pool.map(_worker_run, [(settings, g) for g in groups]) for r in res]
+            except BrokenProcessPool:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                if attempt == self.retries:
+                    raise RuntimeError(f"evaluation worker processes died {attempt + 1} times; giving up") from None
+                self.pool = self._start()
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_evaluator(kind: str, data_dir, game: str, workers: int = 2) -> Evaluator:
+    """'inprocess' or 'processes' (names listed in errors)."""
+    if kind == "inprocess":
+        return InProcessEvaluator(Agent.from_run(data_dir, game))
+    if kind == "processes":
+        return ProcessPoolEvaluator(data_dir, game, workers)
+    raise ValueError(f"unknown evaluator {kind!r}; valid: inprocess, processes")
+
+
+def default_evaluator(settings: EvalSettings, data_dir, game: str, workers: int, agent: Agent | None = None):
+    """The batched dream runs in-process; the real game uses local worker processes (when more than one)."""
+    if settings.mode == "dream" or workers <= 1:
+        return InProcessEvaluator(agent or Agent.from_run(data_dir, game))
+    return make_evaluator("processes", data_dir, game, workers)
+
+
+__all__ = ["Agent", "EvalSettings", "Evaluator", "InProcessEvaluator", "ProcessPoolEvaluator", "run_jobs",
+           "make_evaluator", "default_evaluator", "split_evenly"]

@@ -1,0 +1,312 @@
+"""Memory (M): the MDN-RNN (Graves 2013; Ha & Eck 2017; World Models Sec. 2.2 and Appendix A.2).
+
+An LSTM reads [z_t, a_t] (+ a restart flag for Doom) and a mixture density network head gives, for EVERY latent
+dimension separately, a mixture of K Gaussians over the next latent z_{t+1} (and, for Doom, the logit of 'done').
+
+Output shapes (B batch, T time, N = N_z, K mixtures):
+
+| symbol      | shape        | description                                                        |
+|-------------|--------------|--------------------------------------------------------------------|
+| logpi       | (B, T, N, K) | log mixture weights; log-softmax over K, own weights per dimension |
+| mu          | (B, T, N, K) | component means                                                    |
+| logsigma    | (B, T, N, K) | log component standard deviations                                  |
+| done_logit  | (B, T)       | logit of 'the episode ends after this step' (Doom only)             |
+
+Loss: the mixture's negative log-likelihood of z_{t+1} (Bishop 1994, Eq. 29), averaged over dimensions and steps,
+plus for Doom a sigmoid cross-entropy on done with positive examples weighted x10.
+Sampling with temperature tau: mixture logits / tau and sigma * sqrt(tau) (paper, Sec. 4.4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import episodes
+from .config import Config
+from .games import action_dim
+from .io import append_csv, atomic_save, atomic_torch_save, load_checkpoint
+from .seeding import normal, seed_everything, uniform
+from .vision import load_vision, to_tensor
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class MDNOutput:
+    logpi: torch.Tensor
+    mu: torch.Tensor
+    logsigma: torch.Tensor
+    done_logit: torch.Tensor | None
+
+
+class Memory(nn.Module):
+    """MDN-RNN. ``forward`` runs whole sequences (training); ``step`` advances a batch by one step (dreams)."""
+
+    def __init__(self, z_dim: int, action_dim: int, hidden_dim: int = 256, mixtures: int = 5,
+                 predict_done: bool = False, restart_flag: bool = False):
+        super().__init__()
+        self.z_dim, self.action_dim, self.hidden_dim, self.mixtures = z_dim, action_dim, hidden_dim, mixtures
+        self.predict_done, self.restart_flag = predict_done, restart_flag
+        self.input_dim = z_dim + action_dim + int(restart_flag)
+        self.lstm = nn.LSTM(self.input_dim, hidden_dim, batch_first=True)
+        self.head = nn.Linear(hidden_dim, 3 * z_dim * mixtures + int(predict_done))
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Memory":
+        return cls(cfg.z_dim, action_dim(cfg.game), cfg.hidden_dim, cfg.mixtures, cfg.predict_done,
+                   cfg.restart_flag)
+
+    def arch(self) -> dict:
+        return dict(z_dim=self.z_dim, action_dim=self.action_dim, hidden_dim=self.hidden_dim,
+                    mixtures=self.mixtures, predict_done=self.predict_done, restart_flag=self.restart_flag)
+
+    def _inputs(self, z, a, restart):
+        parts = [z, a]
+        if self.restart_flag:
+            parts.append(restart.unsqueeze(-1).to(z.dtype))
+        return torch.cat(parts, -1)
+
+    def split(self, out: torch.Tensor) -> MDNOutput:
+        """Head output (..., 3*N*K [+1]) -> MDNOutput with (..., N, K) tensors."""
+        n, k = self.z_dim, self.mixtures
+        params = out[..., : 3 * n * k].unflatten(-1, (3, n, k))
+        logpi = F.log_softmax(params[..., 0, :, :], dim=-1)  # over the K mixtures of each dimension
+        done = out[..., -1] if self.predict_done else None
+        return MDNOutput(logpi, params[..., 1, :, :], params[..., 2, :, :], done)
+
+    def forward(self, z, a, restart=None, state=None):
+        """z (B, T, N), a (B, T, A), restart (B, T) -> (MDNOutput, (h, c)); h and c are (1, B, H)."""
+        hs, state = self.lstm(self._inputs(z, a, restart), state)
+        return self.split(self.head(hs)), state
+
+    def initial_state(self, batch: int):
+        zeros = torch.zeros(batch, self.hidden_dim)
+        return zeros, zeros.clone()
+
+    def step(self, z, a, restart, h, c):
+        """One LSTM step for a batch: z (B, N), a (B, A), restart (B,), h, c (B, H) -> (MDNOutput, h, c)."""
+        x = self._inputs(z, a, restart)
+        w_ih, w_hh, b_ih, b_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0, self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        gates = torch.addmm(b_ih + b_hh, torch.cat([x, h], 1), torch.cat([w_ih, w_hh], 1).t())
+        i, f, g, o = gates.chunk(4, 1)  # PyTorch's gate order
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return self.split(self.head(h)), h, c
+
+
+def mdn_nll(out: MDNOutput, z_next: torch.Tensor) -> torch.Tensor:
+    """Per-dimension negative log-likelihood (..., N) of z_next under the mixture (Bishop 1994, Eq. 29).
+
+    -log sum_k pi_k N(z | mu_k, sigma_k), with log N = -(z - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi).
+    """
+    zn = z_next.unsqueeze(-1)
+    log_normal = -0.5 * ((zn - out.mu) * torch.exp(-out.logsigma)).pow(2) - out.logsigma - LOG_SQRT_2PI
+    return -torch.logsumexp(out.logpi + log_normal, dim=-1)
+
+
+def memory_loss(out: MDNOutput, z_next, done=None, mask=None, done_weight: float = 10.0):
+    """(total, z_loss, done_loss): mean NLL over valid steps and dimensions, + weighted done cross-entropy.
+
+    ``mask`` (B, T) marks steps whose z_next belongs to the same episode (the NLL is not asked across a reset).
+    """
+    nll = mdn_nll(out, z_next).mean(-1)
+    if mask is None:
+        mask = torch.ones_like(nll)
+    mask = mask.to(nll.dtype)
+    z_loss = (nll * mask).sum() / mask.sum().clamp(min=1)
+    done_loss = torch.zeros(())
+    if out.done_logit is not None and done is not None:
+        done_loss = F.binary_cross_entropy_with_logits(
+            out.done_logit, done.to(out.done_logit.dtype), pos_weight=torch.tensor(done_weight)
+        )
+    return z_loss + done_loss, z_loss, done_loss
+
+
+def sample_mixture(out: MDNOutput, temperature: float, keys: torch.Tensor, step: int) -> torch.Tensor:
+    """Draw z (B, N) from a one-step MDNOutput (B, N, K) with temperature, using per-episode ``keys``.
+
+    pi' = softmax(logpi / tau); component k ~ pi'; z = mu_k + sigma_k * sqrt(tau) * eps.
+    The random numbers come from (episode key, step), so each episode's draw is independent of its batch mates.
+    """
+    b, n, k = out.mu.shape
+    probs = torch.softmax(out.logpi / temperature, dim=-1)
+    u = uniform(keys, step, 0, n).unsqueeze(-1)
+    idx = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=k - 1)
+    mu = out.mu.gather(-1, idx).squeeze(-1)
+    sigma = out.logsigma.gather(-1, idx).squeeze(-1).exp()
+    return mu + sigma * math.sqrt(temperature) * normal(keys, step, 1, n)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Encoding: episodes/ -> series/
+# --------------------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def encode_episodes(data_dir, progress: bool = True, batch: int = 256) -> list[Path]:
+    """Encode every episode with the trained V into ``series/`` (mu, logvar, actions, rewards, dones).
+
+    Series already encoded by the same V checkpoint are kept; a re-run after more V training re-encodes.
+    """
+    vision, vckpt = load_vision(data_dir)
+    tag = f"{vckpt['id']}:{vckpt['epoch']}"
+    files = episodes.list_episodes(data_dir)
+    if not files:
+        raise FileNotFoundError(f"{episodes.episodes_dir(data_dir)}: no episode files; run `wm rollouts` first")
+    out_files = []
+    for f in tqdm(files, desc="encode", unit="ep", disable=not progress):
+        out = episodes.series_dir(data_dir) / f.name
+        out_files.append(out)
+        if out.exists():
+            try:
+                if episodes.load_series(out)["meta"].get("vision") == tag:
+                    continue
+            except episodes.EpisodeError:
+                pass  # a broken series file is simply written again
+        ep = episodes.load_episode(f)
+        mus, logvars = [], []
+        for i in range(0, len(ep["frames"]), batch):
+            mu, logvar = vision.encode(to_tensor(ep["frames"][i : i + batch]))
+            mus.append(mu)
+            logvars.append(logvar)
+        meta = dict(ep["meta"], vision=tag, z_dim=vision.z_dim, vision_path=vckpt["path"])
+        episodes.save_arrays(out, meta, mu=torch.cat(mus).numpy(), logvar=torch.cat(logvars).numpy(),
+                             actions=ep["actions"], rewards=ep["rewards"], dones=ep["dones"])
+    return out_files
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training M
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SeriesStream:
+    """All series concatenated into one stream, cut into training windows of seq_len + 1 steps.
+
+    Windows start inside an episode (uniformly, early enough to fit when it can); a window that runs past an
+    episode's end continues into the next one, where the restart flag is 1 and the z loss is masked.
+    """
+
+    def __init__(self, files, z_dim: int):
+        if not files:
+            raise FileNotFoundError("no encoded series; run the encoding step (`wm memory`) first")
+        parts = {k: [] for k in ("mu", "logvar", "actions", "dones", "restart")}
+        self.starts, self.lengths = [], []
+        total = 0
+        for f in files:
+            s = episodes.load_series(f)
+            if s["mu"].shape[1] != z_dim:
+                raise ValueError(f"{f}: series have z_dim={s['mu'].shape[1]} but the model expects {z_dim}")
+            n = len(s["mu"])
+            restart = np.zeros(n, np.float32)
+            restart[0] = 1.0
+            for k in ("mu", "logvar", "actions", "dones"):
+                parts[k].append(s[k])
+            parts["restart"].append(restart)
+            self.starts.append(total)
+            self.lengths.append(n)
+            total += n
+        self.data = {k: torch.as_tensor(np.concatenate(v)) for k, v in parts.items()}
+        self.data["dones"] = self.data["dones"].float()
+        self.total = total
+        self.starts, self.lengths = np.array(self.starts), np.array(self.lengths)
+
+    def batch(self, rng: np.random.Generator, batch_size: int, seq_len: int) -> dict:
+        """A dict of (B, seq_len + 1, ...) tensors; z is re-sampled from mu, logvar every call."""
+        ep = rng.choice(len(self.starts), size=batch_size, p=self.lengths / self.lengths.sum())
+        room = np.maximum(self.lengths[ep] - seq_len - 1, 0)
+        start = self.starts[ep] + (rng.random(batch_size) * (room + 1)).astype(np.int64)
+        idx = torch.as_tensor((start[:, None] + np.arange(seq_len + 1)[None, :]) % self.total)
+        out = {k: v[idx] for k, v in self.data.items()}
+        eps = torch.as_tensor(rng.standard_normal(out["mu"].shape, dtype=np.float32))
+        out["z"] = out.pop("mu") + torch.exp(0.5 * out.pop("logvar")) * eps
+        return out
+
+
+def memory_path(data_dir) -> Path:
+    return Path(data_dir) / "memory" / "memory.pt"
+
+
+def load_memory(data_dir_or_file) -> tuple[Memory, dict]:
+    path = Path(data_dir_or_file)
+    if path.is_dir():
+        path = memory_path(path)
+    ckpt = load_checkpoint(path, "memory checkpoint")
+    model = Memory(**ckpt["arch"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    ckpt["path"] = str(path)
+    return model, ckpt
+
+
+def check_compatible(vision_ckpt: dict, memory_ckpt: dict) -> None:
+    """Stop with a message naming both files when V and M disagree on N_z."""
+    vz, mz = int(vision_ckpt["config"]["z_dim"]), int(memory_ckpt["arch"]["z_dim"])
+    if vz != mz:
+        raise ValueError(
+            f"z_dim mismatch: {memory_ckpt.get('path', 'memory checkpoint')} has z_dim={mz} but "
+            f"{vision_ckpt.get('path', 'vision checkpoint')} has z_dim={vz}; retrain M on this V's series"
+        )
+
+
+def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int = 100) -> Path:
+    """Train M on ``series/`` for cfg.rnn_steps optimiser steps; resumes from ``memory/memory.pt``."""
+    data_dir = Path(data_dir)
+    out = memory_path(data_dir)
+    seed_everything(cfg.seed)
+    model = Memory.from_config(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.rnn_lr)
+    step = 0  # optimiser steps already taken (more than 0 when resuming)
+    if out.exists():
+        ckpt = load_checkpoint(out, "memory checkpoint")
+        if ckpt["arch"] != model.arch():
+            raise ValueError(f"{out}: was made with {ckpt['arch']}, but this run asks for {model.arch()}; "
+                             "use another --data_dir or the same settings")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+    if step >= cfg.rnn_steps:
+        return out
+    _, vckpt = load_vision(data_dir)
+    check_compatible(vckpt, dict(arch=model.arch(), path=str(out)))
+    stream = SeriesStream(episodes.list_series(data_dir), cfg.z_dim)
+    start = step
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.rnn_lr_decay ** (s + start))
+    log_path = out.parent / "log.csv"
+    model.train()
+    bar = tqdm(range(step, cfg.rnn_steps), desc="M", unit="step", disable=not progress)
+    sums, n, t0 = np.zeros(3), 0, time.time()
+    for step in bar:
+        rng = np.random.default_rng([cfg.seed, step])  # a resumed run draws the same batches
+        b = stream.batch(rng, cfg.rnn_batch, cfg.seq_len)
+        out_mdn, _ = model(b["z"][:, :-1], b["actions"][:, :-1], b["restart"][:, :-1])
+        mask = 1.0 - b["restart"][:, 1:]
+        loss, z_loss, done_loss = memory_loss(out_mdn, b["z"][:, 1:], b["dones"][:, :-1], mask, cfg.done_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        sums += [loss.item(), z_loss.item(), done_loss.item()]
+        n += 1
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        last = step + 1 == cfg.rnn_steps
+        if (step + 1) % save_every == 0 or last:
+            append_csv(log_path, dict(step=step + 1, loss=sums[0] / n, z_loss=sums[1] / n, done_loss=sums[2] / n,
+                                      lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
+            atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step + 1,
+                                        arch=model.arch(), config=cfg.to_dict(), vision=vckpt["path"]))
+            sums, n, t0 = np.zeros(3), 0, time.time()
+    from .viz import plot_log
+
+    plot_log(log_path, ["loss", "z_loss", "done_loss"], out.parent / "loss.png", x="step", title="Memory loss")
+    return out

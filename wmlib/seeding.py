@@ -1,0 +1,64 @@
+"""Seeds and per-episode random numbers.
+
+One function derives every episode's seed from (run seed, purpose, generation, candidate, trial), so a candidate's
+fitness is the same whichever process, worker or batch computes it. :func:`uniform` draws random numbers from a
+counter-based hash of (episode key, step, stream, index): an episode's numbers do not depend on which other episodes
+share its batch, which lets the batched dream give the same samples as a one-episode-at-a-time loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Purposes keep the seed streams of different jobs apart.
+TRAIN, EVAL, TEST, ROLLOUT = 0, 1, 2, 3
+
+_M32 = 0xFFFFFFFF
+
+
+def episode_seed(run_seed: int, generation: int, candidate: int, trial: int, purpose: int = TRAIN) -> int:
+    """The seed of one episode, a non-negative int below 2**31 - 1."""
+    ss = np.random.SeedSequence([int(run_seed), int(purpose), int(generation), int(candidate), int(trial)])
+    return int(ss.generate_state(1, dtype=np.uint32)[0]) % (2**31 - 1)
+
+
+def _mul32(x: torch.Tensor, m: int) -> torch.Tensor:
+    """(x * m) mod 2**32 for 0 <= x < 2**32 in int64 without overflow (split x into 16-bit halves)."""
+    hi = ((x >> 16) * m) & 0xFFFF
+    return ((hi << 16) + (x & 0xFFFF) * m) & _M32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer (xorshift-multiply, 'lowbias32'); x holds values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def episode_keys(seeds) -> torch.Tensor:
+    """int64 keys (one per episode) for :func:`uniform`, from episode seeds."""
+    return _hash32(torch.as_tensor(np.asarray(seeds, dtype=np.int64) & _M32, dtype=torch.int64))
+
+
+def uniform(keys: torch.Tensor, step: int, stream: int, n: int) -> torch.Tensor:
+    """(len(keys), n) float32 uniforms in (0, 1), a pure function of (key, step, stream, column)."""
+    k = _hash32(keys ^ ((int(step) * 0x9E3779B1 + int(stream) * 0x85EBCA77) & _M32))
+    cols = (torch.arange(n, dtype=torch.int64) * 0xC2B2AE3D) & _M32
+    h = _hash32((k.unsqueeze(1) + cols) & _M32)
+    return ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+def normal(keys: torch.Tensor, step: int, stream: int, n: int) -> torch.Tensor:
+    """(len(keys), n) standard normals by Box-Muller on two :func:`uniform` streams."""
+    u1 = uniform(keys, step, 2 * stream, n)
+    u2 = uniform(keys, step, 2 * stream + 1, n)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy's legacy global generator (training loops use these)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))

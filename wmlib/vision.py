@@ -1,0 +1,166 @@
+"""Vision (V): the paper's convolutional VAE (Kingma & Welling 2013; World Models Appendix A.1).
+
+Encoder: four 4x4 stride-2 convolutions (32, 64, 128, 256 filters, ReLU) -> 2x2x256 = 1024 -> mu, logvar (N_z each).
+Decoder: dense N_z -> 1024 as a 1x1 image -> deconvolutions 128 (5x5), 64 (5x5), 32 (6x6), 3 (6x6, sigmoid), stride 2.
+Parameters: 4,348,547 for N_z = 32 and 4,446,915 for N_z = 64, as in the paper.
+
+Training streams frames from the episode files (:func:`wmlib.episodes.frame_batches`), so memory does not grow with
+the number of episodes; a checkpoint is written after every epoch and a re-run resumes from it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import episodes
+from .config import Config
+from .io import append_csv, atomic_save, atomic_torch_save, load_checkpoint
+from .seeding import seed_everything
+
+
+class Vision(nn.Module):
+    """ConvVAE on (B, 3, 64, 64) float frames in [0, 1]."""
+
+    def __init__(self, z_dim: int = 32):
+        super().__init__()
+        self.z_dim = z_dim
+        self.enc = nn.ModuleList(
+            [nn.Conv2d(3, 32, 4, 2), nn.Conv2d(32, 64, 4, 2), nn.Conv2d(64, 128, 4, 2), nn.Conv2d(128, 256, 4, 2)]
+        )
+        self.fc_mu = nn.Linear(1024, z_dim)
+        self.fc_logvar = nn.Linear(1024, z_dim)
+        self.fc_dec = nn.Linear(z_dim, 1024)
+        self.dec = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(1024, 128, 5, 2),
+                nn.ConvTranspose2d(128, 64, 5, 2),
+                nn.ConvTranspose2d(64, 32, 6, 2),
+                nn.ConvTranspose2d(32, 3, 6, 2),
+            ]
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for conv in self.enc:
+            x = F.relu(conv(x))
+        x = x.flatten(1)
+        return self.fc_mu(x), self.fc_logvar(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.fc_dec(z).view(-1, 1024, 1, 1)
+        for deconv in self.dec[:-1]:
+            x = F.relu(deconv(x))
+        return torch.sigmoid(self.dec[-1](x))
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
+        return self.decode(z), mu, logvar
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(..., 64, 64, 3) uint8 frames -> (..., 3, 64, 64) float32 in [0, 1]."""
+    t = torch.as_tensor(np.ascontiguousarray(frames))
+    return t.movedim(-1, -3).float().div_(255.0)
+
+
+def vae_loss(recon, x, mu, logvar, kl_tolerance: float = 0.5):
+    """The paper's VAE loss, averaged over the batch.
+
+    r_loss = sum over pixels of (x - recon)^2                               (squared-error reconstruction)
+    kl     = -1/2 * sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))           (Kingma & Welling 2013, Appendix B)
+    loss   = r_loss + max(kl, kl_tolerance * N_z)                           (KL floored, as in the original code)
+    Returns (loss, r_loss, kl) as scalars (r_loss and kl are batch means, kl before the floor).
+    """
+    r_loss = (x - recon).pow(2).flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    kl_floored = kl.clamp(min=kl_tolerance * mu.shape[1])
+    return (r_loss + kl_floored).mean(), r_loss.mean(), kl.mean()
+
+
+def vision_path(data_dir) -> Path:
+    return Path(data_dir) / "vision" / "vision.pt"
+
+
+def load_vision(data_dir_or_file) -> tuple[Vision, dict]:
+    """The trained V and its checkpoint record (config, epoch, id) from a run directory or a vision.pt file."""
+    path = Path(data_dir_or_file)
+    if path.is_dir():
+        path = vision_path(path)
+    ckpt = load_checkpoint(path, "vision checkpoint")
+    model = Vision(int(ckpt["config"]["z_dim"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    ckpt["path"] = str(path)
+    return model, ckpt
+
+
+def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
+    """Train V on every episode under ``data_dir/episodes``; resume from ``vision/vision.pt`` if present."""
+    data_dir = Path(data_dir)
+    files = episodes.list_episodes(data_dir)
+    if not files:
+        raise FileNotFoundError(f"{data_dir / 'episodes'}: no episode files; run `wm rollouts` first")
+    out = vision_path(data_dir)
+    seed_everything(cfg.seed)
+    model = Vision(cfg.z_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.vae_lr)
+    start_epoch, run_id = 0, uuid.uuid4().hex
+    if out.exists():
+        ckpt = load_checkpoint(out, "vision checkpoint")
+        if int(ckpt["config"]["z_dim"]) != cfg.z_dim:
+            raise ValueError(
+                f"{out}: was trained with z_dim={ckpt['config']['z_dim']}, but --z_dim is {cfg.z_dim}; "
+                "use another --data_dir or the same z_dim"
+            )
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, run_id = int(ckpt["epoch"]), ckpt["id"]
+    log_path = out.parent / "log.csv"
+    for epoch in range(start_epoch, cfg.vae_epochs):
+        model.train()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        sums, n, t0 = np.zeros(3), 0, time.time()
+        batches = episodes.frame_batches(files, cfg.vae_batch, rng, cfg.vae_buffer_episodes)
+        bar = tqdm(batches, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch", disable=not progress)
+        for frames in bar:
+            x = to_tensor(frames)
+            recon, mu, logvar = model(x)
+            loss, r_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += [loss.item() * len(x), r_loss.item() * len(x), kl.item() * len(x)]
+            n += len(x)
+            bar.set_postfix(loss=f"{sums[0] / n:.1f}")
+        row = dict(epoch=epoch + 1, frames=n, loss=sums[0] / n, r_loss=sums[1] / n, kl=sums[2] / n,
+                   seconds=round(time.time() - t0, 2))
+        ckpt = dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch + 1, id=run_id,
+                    config=cfg.to_dict())
+        atomic_torch_save(out, ckpt)
+        append_csv(log_path, row)
+        save_reconstructions(model, files[0], out.parent / "reconstructions.png")
+    return out
+
+
+@torch.inference_mode()
+def save_reconstructions(model: Vision, episode_file, png_path, n: int = 8) -> None:
+    """A PNG grid: n frames of one episode (top row) and V's reconstructions of them (bottom row)."""
+    frames = episodes.load_episode(episode_file)["frames"]
+    idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)
+    model.eval()
+    mu, _ = model.encode(to_tensor(frames[idx]))
+    recon = (model.decode(mu).movedim(1, -1).numpy() * 255).round().astype(np.uint8)
+    grid = np.concatenate([np.concatenate(list(frames[idx]), 1), np.concatenate(list(recon), 1)], 0)
+    from PIL import Image
+
+    img = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
+    atomic_save(png_path, lambda f: img.save(f, format="PNG"))
