@@ -118,3 +118,27 @@ def test_sampling_depends_only_on_each_episodes_key():
     full = sample_mixture(out, 1.15, keys, step=3)
     part = sample_mixture(_mixture(3, [0.5, 0.5], [-1.0, 1.0], [1.0, 1.0]), 1.15, keys[[4, 1, 2]], step=3)
     assert torch.equal(full[[4, 1, 2]], part)
+
+
+def test_training_windows_show_episode_ends_to_the_done_head(tmp_path):
+    from wmlib import episodes
+    from wmlib.memory import SeriesStream
+
+    for i, n in enumerate([50, 80, 120]):
+        dones = np.zeros(n, bool)
+        dones[-1] = True
+        episodes.save_arrays(tmp_path / f"ep_{i:06d}.npz", {}, mu=np.full((n, 2), i, np.float32),
+                             logvar=np.zeros((n, 2), np.float32), actions=np.zeros((n, 1), np.float32),
+                             rewards=np.ones(n, np.float32), dones=dones)
+    stream = SeriesStream(sorted(tmp_path.glob("ep_*.npz")), z_dim=2)
+    rng = np.random.default_rng(0)
+    b = stream.batch(rng, 2000, seq_len=20, anywhere=True)
+    done_targets = b["dones"][:, :-1]
+    # a window of 20 inputs holds an episode end with probability 3 * 20 / 250
+    assert done_targets.sum(1).clamp(max=1).mean().item() == pytest.approx(60 / 250, abs=0.03)
+    # after every done comes a restart, and the z loss is masked exactly there
+    ends = done_targets.nonzero()
+    assert torch.all(b["restart"][ends[:, 0], ends[:, 1] + 1] == 1)
+    # inside-episode windows never cross an end when the episode is long enough
+    b2 = stream.batch(rng, 500, seq_len=20)
+    assert b2["restart"][:, 1:].sum().item() == 0

@@ -82,11 +82,11 @@ def test_killed_rollouts_resume_without_losing_finished_episodes(tmp_path):
     d = tmp_path / "run"
     args = ["--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", str(d), "--num_rollouts", "12",
             "--max_frames", "300", "--workers", "1", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "rollouts", *args])
+    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "rollouts", *args], start_new_session=True)
     try:
         _wait_for(lambda: len(episodes.list_episodes(d)) >= 3)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and the ViZDoom process it started
         proc.wait()
     before = {p.name: p.read_bytes() for p in episodes.list_episodes(d)}
     for p in episodes.list_episodes(d):
@@ -103,11 +103,11 @@ def test_killed_controller_resumes_from_last_generation(run_copy):
     shutil.rmtree(d / "controller")
     log = d / "controller/log.csv"
     proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d),
-                             "--generations", "1000", "--quiet"])
+                             "--generations", "1000", "--quiet"], start_new_session=True)
     try:
         _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     done = torch.load(d / "controller/controller.pt", weights_only=True)["generation"]
     assert done >= 2

@@ -4,11 +4,13 @@
     wm vision     --data_dir D --z_dim 32 --epochs 10                   ConvVAE -> D/vision/vision.pt
     wm memory     --data_dir D --hidden_dim 256 --mixtures 5           encode -> D/series/, MDN-RNN -> D/memory/
     wm controller --data_dir D --pop 64 --trials 16 [--in_dream]       CMA-ES -> D/controller/
+                  [--scheduler tcp://HOST:8786 | --evaluator dask --workers K]   ... scored on a Dask cluster
     wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
     wm run        --game G --preset {smoke,small,paper} --data_dir D   every stage, in order
 
-Settings start from the preset (``--preset``, default ``small``; ``smoke`` when WM_SMOKE=1), then the run
-directory's saved ``config.json``, then any flag given. Every stage resumes where it stopped.
+Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
+``--preset``, from the preset (default ``small``; ``smoke`` when WM_SMOKE=1); then any flag given wins.
+Every stage resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -95,8 +97,14 @@ def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
         g.add_argument("--in_dream", action=argparse.BooleanOptionalAction, default=None,
                        help="train C inside M's dream")
         g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
-        g.add_argument("--evaluator", choices=("inprocess", "processes"),
-                       help="where candidates are scored (default: dream in-process, real game in processes)")
+        g.add_argument("--evaluator", choices=("inprocess", "processes", "dask"),
+                       help="where candidates are scored (default: dream in-process, real game in processes; "
+                            "dask: a local Dask cluster of --workers processes on 127.0.0.1)")
+        g.add_argument("--scheduler", metavar="ADDRESS",
+                       help="score candidates on the Dask cluster at this scheduler (tcp://HOST:8786 or tls://...)")
+        g.add_argument("--tls", action="store_true",
+                       help="encrypt the local Dask cluster with a temporary certificate (for --scheduler tls://, "
+                            "certificates come from Dask's distributed.comm.tls configuration)")
     if stage == "test":
         g.add_argument("--rollouts", type=int, help="real-game test episodes")
         g.add_argument("--record", type=int, nargs="?", const=3, help="write GIFs of the first N test episodes")
@@ -123,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args) -> tuple[Config, Path]:
     """Preset, then the run directory's config.json, then flags."""
-    preset = args.preset or ("smoke" if smoke_mode() else None)
+    preset = args.preset
     data_dir = Path(args.data_dir) if args.data_dir else None
     saved = None
     if data_dir is not None and (data_dir / "config.json").exists():
@@ -140,8 +148,8 @@ def resolve_config(args) -> tuple[Config, Path]:
         raise ValueError(f"--game is required for a new run directory (valid: {', '.join(GAMES)})")
     if saved is not None and preset in (None, saved.preset):
         base = saved
-    else:
-        base = make_config(game, preset or "small")
+    else:  # a new run directory (or a new preset): WM_SMOKE=1 picks the smoke preset when none is given
+        base = make_config(game, preset or ("smoke" if smoke_mode() else "small"))
     if data_dir is None:
         data_dir = Path("runs") / f"{game}-{base.preset}"
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -178,9 +186,18 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
         from .evaluators import make_evaluator
         from .evolution import train_controller
 
-        evaluator = None
-        if getattr(args, "evaluator", None):
-            evaluator = make_evaluator(args.evaluator, data_dir, cfg.game, cfg.workers)
+        evaluator, kind, scheduler = None, getattr(args, "evaluator", None), getattr(args, "scheduler", None)
+        if scheduler or getattr(args, "tls", False):
+            if kind not in (None, "dask"):
+                raise ValueError(f"--scheduler and --tls go with --evaluator dask, not --evaluator {kind}")
+            kind = "dask"
+        if kind:
+            evaluator = make_evaluator(kind, data_dir, cfg.game, cfg.workers, scheduler=scheduler,
+                                       tls=getattr(args, "tls", False))
+        if kind == "dask":
+            link = evaluator.dashboard_link or "off (install bokeh for it)"
+            n = evaluator.n_workers
+            print(f"dask: scheduler {evaluator.address}, {n} worker{'s' * (n != 1)}, dashboard {link}", flush=True)
         try:
             print(f"controller: {train_controller(cfg, data_dir, evaluator, progress=progress)}")
         finally:

@@ -174,9 +174,9 @@ PRESET_OVERRIDES = {
             pop=16, trials=2, generations=10, eval_every=5, eval_episodes=8, max_steps=500, test_rollouts=10,
         ),
         "DoomTakeCover": dict(
-            num_rollouts=300, vae_epochs=1, vae_batch=64, seq_len=100, rnn_batch=32, rnn_steps=1500,
-            rnn_lr_decay=1.0, pop=32, trials=8, generations=25, eval_every=5, eval_episodes=64,
-            curriculum=None, test_rollouts=100,
+            num_rollouts=300, vae_epochs=1, vae_batch=64, seq_len=100, rnn_batch=32, rnn_steps=600,
+            rnn_lr_decay=1.0, in_dream=False, pop=16, trials=4, generations=40, eval_every=5, eval_episodes=16,
+            test_rollouts=100,
         ),
     },
     "smoke": {

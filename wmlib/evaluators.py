@@ -6,6 +6,7 @@ and return the scores in the same order:
 
 * :class:`InProcessEvaluator` runs everything in this process (the batched dream puts ALL jobs in one batch).
 * :class:`ProcessPoolEvaluator` spreads jobs over local worker processes (one torch thread each).
+* :class:`wmlib.distributed.DaskEvaluator` sends them to the workers of a Dask cluster.
 
 Every episode's seed comes from :func:`wmlib.seeding.episode_seed`, and real-game episodes are independent of each
 other, so a real-game generation gives identical scores whichever evaluator runs it. A dream batch gives identical
@@ -27,9 +28,9 @@ from . import episodes
 from .controller import ControllerSpec
 from .dream import dream_rollouts
 from .games import controller_to_action, make_env
-from .memory import check_compatible, load_memory
+from .memory import Memory, check_compatible, load_memory
 from .seeding import episode_keys, normal
-from .vision import load_vision, to_tensor
+from .vision import Vision, load_vision, to_tensor
 
 REAL_ENVS_PER_BATCH = 16  # real games stepped in lockstep by one process (their V/M/C steps are batched)
 
@@ -74,6 +75,23 @@ class Agent:
                 pool_logvar = np.stack([s["logvar"][0] for s in firsts])
         return cls(run_game, vision, memory, pool_mu, pool_logvar)
 
+    def state(self) -> dict:
+        """Everything needed to rebuild this agent elsewhere, as plain values and numpy arrays (picklable)."""
+        arrays = lambda model: {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}  # noqa: E731
+        return dict(game=self.game, vision_z_dim=self.vision.z_dim, vision=arrays(self.vision),
+                    memory_arch=self.memory.arch(), memory=arrays(self.memory),
+                    pool_mu=self.pool_mu, pool_logvar=self.pool_logvar)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Agent":
+        """The agent that :meth:`state` describes (in eval mode, with no game environment open yet)."""
+        tensors = lambda arrays: {k: torch.tensor(np.asarray(v)) for k, v in arrays.items()}  # noqa: E731
+        vision = Vision(int(state["vision_z_dim"]))
+        vision.load_state_dict(tensors(state["vision"]))
+        memory = Memory(**state["memory_arch"])
+        memory.load_state_dict(tensors(state["memory"]))
+        return cls(state["game"], vision.eval(), memory.eval(), state["pool_mu"], state["pool_logvar"])
+
     # -- real game -------------------------------------------------------------------------------------------
     def envs(self, n: int, settings: EvalSettings):
         """n game environments, made once and reused."""
@@ -91,32 +109,31 @@ class Agent:
         """Play one real episode per seed with one controller, all in lockstep. Returns (scores, lengths, frames).
 
         Each step: V encodes the frames of the running games in one batch (z = mu + sigma * eps, eps from the
-        episode's own seed), C acts on [z, h] ([z, c, h] for Doom), M advances h with (z, a).
+        episode's own seed), C acts on [z, h] ([z, c, h] for Doom), M advances h with (z, a). M's weights are
+        arranged once per call (:meth:`Memory.step_weights`), and a game that ends drops out of the batch.
         """
         seeds = [int(s) for s in seeds]
         n = len(seeds)
         envs = self.envs(n, settings)
         spec = self.spec
         w, b = spec.unflatten(params)
-        w, b = w.expand(n, -1, -1), b.expand(n, -1)
+        w, b = w.expand(n, -1, -1).contiguous(), b.expand(n, -1).contiguous()
         keys = episode_keys(seeds)
         obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
         h, c = self.memory.initial_state(n)
+        weights = self.memory.step_weights()
         restart = torch.ones(n)
-        running = np.ones(n, bool)
+        idx = np.arange(n)  # the games still running; row j of the batch is game idx[j]
         scores, lengths = np.zeros(n), np.zeros(n, np.int64)
         frames = [[o] for o in obs] if record else None
         for t in range(settings.max_len):
-            idx = np.flatnonzero(running)
-            sel = torch.as_tensor(idx)
             mu, logvar = self.vision.encode(to_tensor(obs[idx]))
-            z = mu + torch.exp(0.5 * logvar) * normal(keys[sel], t, 7, mu.shape[1])
-            out = spec.act(w[sel], b[sel], spec.features(z, h[sel], c[sel]))
-            action = controller_to_action(self.game, out)
-            _, h_new, c_new = self.memory.step(z, action, restart[sel], h[sel], c[sel])
-            h, c = h.clone(), c.clone()
-            h[sel], c[sel], restart[sel] = h_new, c_new, 0.0
+            z = mu + torch.exp(0.5 * logvar) * normal(keys, t, 7, mu.shape[1])
+            action = controller_to_action(self.game, spec.act(w, b, spec.features(z, h, c)))
+            _, h, c = self.memory.step(z, action, restart, h, c, weights)
+            restart = torch.zeros(len(idx))
             action_np = action.numpy()
+            running = np.ones(len(idx), bool)
             for j, i in enumerate(idx):
                 o, r, terminated, truncated, _ = envs[i].step(action_np[j])
                 obs[i] = o
@@ -125,9 +142,13 @@ class Agent:
                 if record:
                     frames[i].append(o)
                 if terminated or truncated:
-                    running[i] = False
-            if not running.any():
-                break
+                    running[j] = False
+            if not running.all():
+                if not running.any():
+                    break
+                keep = torch.as_tensor(np.flatnonzero(running))
+                w, b, h, c, keys, restart = (x[keep] for x in (w, b, h, c, keys, restart))
+                idx = idx[running]
         return scores, lengths, frames
 
 
@@ -236,13 +257,22 @@ class ProcessPoolEvaluator(Evaluator):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_evaluator(kind: str, data_dir, game: str, workers: int = 2) -> Evaluator:
-    """'inprocess' or 'processes' (names listed in errors)."""
+def make_evaluator(kind: str, data_dir, game: str, workers: int = 2, scheduler: str | None = None,
+                   tls: bool = False) -> Evaluator:
+    """'inprocess', 'processes' or 'dask' (names listed in errors).
+
+    'dask' attaches to the cluster at ``scheduler`` or, without one, starts a local cluster of ``workers`` processes
+    on 127.0.0.1 (TLS-encrypted with ``tls``); see :mod:`wmlib.distributed`.
+    """
     if kind == "inprocess":
         return InProcessEvaluator(Agent.from_run(data_dir, game))
     if kind == "processes":
         return ProcessPoolEvaluator(data_dir, game, workers)
-    raise ValueError(f"unknown evaluator {kind!r}; valid: inprocess, processes")
+    if kind == "dask":
+        from .distributed import DaskEvaluator  # imported only when asked for: plain use never loads Dask
+
+        return DaskEvaluator(Agent.from_run(data_dir, game), scheduler=scheduler, workers=workers, tls=tls)
+    raise ValueError(f"unknown evaluator {kind!r}; valid: inprocess, processes, dask")
 
 
 def default_evaluator(settings: EvalSettings, data_dir, game: str, workers: int, agent: Agent | None = None):

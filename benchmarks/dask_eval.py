@@ -1,0 +1,206 @@
+"""Controller evaluation on a local Dask cluster: generation time with 1 and 2 workers, and the cost of a task.
+
+    python benchmarks/dask_eval.py                         # a few minutes: builds a smoke run, 3 repeats
+    python benchmarks/dask_eval.py --data_dir runs/DoomTakeCover-small --pop 32 --trials 4 --max_len 500
+
+Without ``--data_dir`` a DoomTakeCover run is made with ``wm run --preset smoke`` in a temporary directory. One
+real-game generation (``--pop`` candidates x ``--trials`` episodes of at most ``--max_len`` steps, seeds from
+``wmlib.seeding.episode_seed`` as in training) is scored in-process, then by a :class:`wmlib.distributed.DaskEvaluator`
+on a local cluster (127.0.0.1) of 1 and of 2 one-thread workers. For each, the first generation (which builds the
+agent and its games on the workers) is reported apart, then ``--repeats`` generations are timed and the median
+quoted. Dask's task stream gives each task's compute time on its worker; the per-task overhead is the worker time
+not spent computing, per task: (wall x workers - sum of compute) / tasks, next to the mean episode time. A batch of
+empty tasks measures Dask's own round trip. A dream generation (``--dream_pop`` x ``--trials`` episodes) is timed
+the same way. Every Dask result is checked against the in-process one (real game: identical; dream: identical to
+in-process dreams batched the same way).
+
+Results go to ``benchmarks/results/dask_eval.json``. On a shared 2-core machine the wall-clock figures move with
+the load (recorded in the file); compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    import wmlib  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distributed import get_task_stream
+
+from wmlib.distributed import DaskEvaluator, plan_tasks, task_jobs
+from wmlib.evaluators import Agent, EvalSettings, run_jobs
+from wmlib.seeding import TRAIN, episode_seed
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _noop(i):
+    return i
+
+
+def make_run(tmp: Path) -> Path:
+    from wmlib.cli import main as wm
+
+    d = tmp / "run"
+    if wm(["run", "--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", str(d), "--quiet"]) != 0:
+        raise SystemExit("wm run --preset smoke failed")
+    return d
+
+
+def generation(agent: Agent, pop: int, trials: int, seed: int = 0, scale: float = 0.5):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(0, scale, agent.spec.n_params).astype(np.float32),
+             [episode_seed(seed, 0, i, t, TRAIN) for t in range(trials)]) for i in range(pop)]
+
+
+def median(xs):
+    return round(statistics.median(xs), 3)
+
+
+def time_inprocess(agent, settings, jobs, repeats):
+    run_jobs(agent, settings, jobs[:1])  # games opened once, as a worker keeps them
+    walls, scores = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scores = run_jobs(agent, settings, jobs)
+        walls.append(time.perf_counter() - t0)
+    return walls, scores
+
+
+def time_dask(ev: DaskEvaluator, settings, jobs, repeats):
+    t0 = time.perf_counter()
+    first = ev.evaluate(settings, jobs)
+    first_s = time.perf_counter() - t0
+    walls, computes, tasks = [], [], 0
+    for _ in range(repeats):
+        with get_task_stream(client=ev.client) as ts:
+            t0 = time.perf_counter()
+            scores = ev.evaluate(settings, jobs)
+            walls.append(time.perf_counter() - t0)
+        ours = [t for t in ts.data if "wm-score" in str(t["key"])]
+        tasks = len(ours)
+        computes.append(sum(s["stop"] - s["start"] for t in ours for s in t["startstops"] if s["action"] == "compute"))
+    return dict(first_s=first_s, walls=walls, computes=computes, tasks=tasks, scores=scores, first=first)
+
+
+def noop_round_trip(ev: DaskEvaluator, n: int = 200) -> float:
+    ev.client.gather(ev.client.map(_noop, range(n), pure=False))  # warm
+    t0 = time.perf_counter()
+    ev.client.gather(ev.client.map(_noop, range(n), pure=False))
+    return (time.perf_counter() - t0) / n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data_dir", help="an existing DoomTakeCover run (default: make a smoke run in a temp dir)")
+    p.add_argument("--pop", type=int, default=8, help="candidates in the real-game generation")
+    p.add_argument("--trials", type=int, default=2, help="episodes per candidate")
+    p.add_argument("--max_len", type=int, default=150, help="longest real-game episode")
+    p.add_argument("--dream_pop", type=int, default=64, help="candidates in the dream generation")
+    p.add_argument("--dream_len", type=int, default=100, help="longest dream episode")
+    p.add_argument("--workers", default="1,2", help="cluster sizes to time")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS / "dask_eval.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # like each worker: the comparison is one process against worker processes
+    sizes = [int(x) for x in args.workers.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="wm-dask-bench-") as tmp:
+        t0 = time.perf_counter()
+        data_dir = Path(args.data_dir) if args.data_dir else make_run(Path(tmp))
+        made_s = time.perf_counter() - t0
+        agent = Agent.from_run(data_dir, "DoomTakeCover")
+        real = EvalSettings(mode="real", max_len=args.max_len)
+        dream = EvalSettings(mode="dream", max_len=args.dream_len, temperature=1.15)
+        jobs = generation(agent, args.pop, args.trials)
+        djobs = generation(agent, args.dream_pop, args.trials, seed=1)
+        episodes = args.pop * args.trials
+
+        walls, here = time_inprocess(agent, real, jobs, args.repeats)
+        dwalls, dhere = time_inprocess(agent, dream, djobs, args.repeats)
+        steps = int(sum(s.sum() for s in here))  # Doom's reward is +1 per step survived
+        result = dict(
+            benchmark="controller evaluation on a local Dask cluster (127.0.0.1, one-thread worker processes)",
+            config=dict(game="DoomTakeCover", run=str(data_dir) if args.data_dir else "wm run --preset smoke",
+                        real=dict(pop=args.pop, trials=args.trials, max_len=args.max_len, episodes=episodes,
+                                  steps_played=steps),
+                        dream=dict(pop=args.dream_pop, trials=args.trials, max_len=args.dream_len),
+                        repeats=args.repeats),
+            in_process=dict(real_generation_s=median(walls), real_generation_runs=[round(w, 3) for w in walls],
+                            episode_s=round(statistics.median(walls) / episodes, 4),
+                            step_ms=round(1000 * statistics.median(walls) / max(1, steps), 3),
+                            dream_generation_s=median(dwalls)),
+            dask={},
+        )
+        print(f"in-process: real generation {median(walls):.2f} s ({episodes} episodes, {steps} steps), "
+              f"dream generation {median(dwalls):.2f} s", flush=True)
+        for n in sizes:
+            t0 = time.perf_counter()
+            with DaskEvaluator(agent, workers=n) as ev:
+                start_s = time.perf_counter() - t0
+                r = time_dask(ev, real, jobs, args.repeats)
+                rt = noop_round_trip(ev)
+                d = time_dask(ev, dream, djobs, args.repeats)
+                batched = [run_jobs(agent, dream, task_jobs(djobs, t)) for t in plan_tasks(dream, djobs, ev.batches)]
+                flat_batched = np.concatenate([s for b in batched for s in b])
+                wall, comp = statistics.median(r["walls"]), statistics.median(r["computes"])
+                overhead = (wall * n - comp) / r["tasks"]
+                per_task_episodes = episodes / r["tasks"]
+                entry = dict(
+                    cluster_start_s=round(start_s, 2),
+                    real_first_generation_s=round(r["first_s"], 3),
+                    real_generation_s=median(r["walls"]),
+                    real_generation_runs=[round(w, 3) for w in r["walls"]],
+                    tasks=r["tasks"],
+                    task_compute_s=round(comp / r["tasks"], 4),
+                    episode_s=round(comp / episodes, 4),
+                    overhead_per_task_s=round(overhead, 4),
+                    overhead_share=round(overhead / (comp / r["tasks"] + overhead), 4),
+                    empty_task_round_trip_ms=round(1000 * rt, 3),
+                    dream_generation_s=median(d["walls"]),
+                    dream_compute_s=median(d["computes"]),
+                    dream_batches=ev.batches,
+                    real_identical_to_in_process=all(np.array_equal(a, b) for a, b in zip(r["scores"], here)),
+                    dream_identical_to_same_batching=np.concatenate(d["scores"]).tolist() == flat_batched.tolist(),
+                    dream_max_abs_diff_to_one_batch=float(np.abs(np.concatenate(d["scores"])
+                                                                 - np.concatenate(dhere)).max()),
+                )
+                result["dask"][f"{n}_workers"] = entry
+                print(f"dask, {n} worker(s): real generation {entry['real_generation_s']:.2f} s "
+                      f"(first {entry['real_first_generation_s']:.2f} s), {r['tasks']} tasks of "
+                      f"{per_task_episodes:g} episodes, task {entry['task_compute_s']:.3f} s + overhead "
+                      f"{entry['overhead_per_task_s']:.3f} s; empty task {entry['empty_task_round_trip_ms']:.1f} ms; "
+                      f"dream {entry['dream_generation_s']:.2f} s; identical: {entry['real_identical_to_in_process']}",
+                      flush=True)
+        agent.close()
+    if len(sizes) > 1 and f"{sizes[0]}_workers" in result["dask"]:
+        a, b = result["dask"][f"{sizes[0]}_workers"], result["dask"][f"{sizes[-1]}_workers"]
+        result["speedup_real"] = round(a["real_generation_s"] / b["real_generation_s"], 2)
+        result["speedup_dream"] = round(a["dream_generation_s"] / b["dream_generation_s"], 2)
+    import dask
+
+    result["machine"] = dict(cpu_count=os.cpu_count(), load_average_at_end=[round(x, 2) for x in os.getloadavg()],
+                             python=platform.python_version(), torch=torch.__version__, dask=dask.__version__,
+                             smoke_run_made_s=round(made_s, 1) if not args.data_dir else None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

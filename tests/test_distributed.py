@@ -1,0 +1,289 @@
+"""Integration: controller evaluation on a real Dask scheduler and real Dask workers, all on 127.0.0.1.
+
+The scheduler and workers are separate processes started with Dask's own command line, as on a real cluster.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from distributed import Client, Security, get_task_stream
+
+from conftest import wm
+from wmlib.distributed import DaskEvaluator, _release, local_security, plan_tasks, task_jobs
+from wmlib.evaluators import REAL_ENVS_PER_BATCH, Agent, EvalSettings, run_jobs
+
+PY = sys.executable
+LOOPBACK = "127.0.0.1"
+
+
+class Cluster:
+    """`dask scheduler` + `dask worker` subprocesses on loopback; each worker is one process with one thread."""
+
+    def __init__(self, tmp, workers: int = 2, tls: dict | None = None):
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp, self.file = tmp, tmp / "scheduler.json"
+        self.procs = []
+        # tls: certificate files {"ca": ..., "cert": ..., "key": ...}, used by every process of the cluster
+        self.tls = [] if tls is None else ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"],
+                                           "--tls-key", tls["key"]]
+        self.security = None if tls is None else Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
+                                                          tls_client_key=tls["key"], require_encryption=True)
+        self.scheduler = self._spawn("scheduler", [PY, "-m", "distributed.cli.dask_scheduler", "--host", LOOPBACK,
+                                                   "--port", "0", "--dashboard-address", f"{LOOPBACK}:0",
+                                                   "--scheduler-file", str(self.file), *self.tls,
+                                                   *(["--protocol", "tls"] if tls else [])])
+        t0 = time.monotonic()
+        while not (self.file.exists() and self.file.stat().st_size > 0):
+            if time.monotonic() - t0 > 60 or self.scheduler.poll() is not None:
+                raise RuntimeError(f"dask scheduler did not start: {(tmp / 'scheduler.log').read_text()}")
+            time.sleep(0.1)
+        self.address = json.loads(self.file.read_text())["address"]
+        for i in range(workers):
+            self.add_worker(f"w{i}")
+        with Client(self.address, timeout=30, security=self.security) as c:
+            c.wait_for_workers(workers, timeout=120)
+
+    def _spawn(self, name, cmd):
+        log = open(self.tmp / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, WM_SMOKE="1"))
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def add_worker(self, name):
+        return self._spawn(name, [PY, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.file),
+                                  "--host", LOOPBACK, "--nthreads", "1", "--nworkers", "1", "--name", name,
+                                  "--dashboard-address", f"{LOOPBACK}:0", "--death-timeout", "30", *self.tls])
+
+    def _tree(self):
+        procs = []
+        for p in self.procs:
+            try:
+                ps = psutil.Process(p.pid)
+                procs += [ps, *ps.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        return procs
+
+    def kill(self):
+        """SIGKILL every process of the cluster at once (and the games its workers started)."""
+        kill_tree(self._tree())
+        for p in self.procs:
+            p.wait(timeout=30)
+
+    def close(self):
+        self.kill()  # a test cluster keeps nothing worth a graceful shutdown
+
+
+def kill_tree(procs):
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("dask"), workers=2)
+    yield c
+    c.close()
+
+
+def _jobs(agent, n_jobs, seeds_per_job, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32),
+             [1000 * j + 7 * t + 1 for t in range(seeds_per_job)]) for j in range(n_jobs)]
+
+
+def _same(a, b):
+    return [s.tolist() for s in a] == [s.tolist() for s in b]
+
+
+def _rows(run_dir):
+    """Controller log rows without the wall-clock column."""
+    return [r.rsplit(",", 1)[0] for r in (run_dir / "controller/log.csv").read_text().splitlines()]
+
+
+def test_importing_the_package_does_not_import_dask():
+    code = ("import sys, wmlib, wmlib.cli, wmlib.evaluators, wmlib.evolution; "
+            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules, 'dask imported'")
+    subprocess.run([PY, "-c", code], check=True, timeout=120)
+
+
+def test_wm_controller_on_the_cluster_gives_the_in_process_fitness(cluster, run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    here = tmp_path / "here"
+    shutil.copytree(d, here)
+    args = ["--no-in_dream", "--generations", 1, "--quiet"]  # the real game: fitness must be identical
+    wm("controller", "--data_dir", here, "--evaluator", "inprocess", *args)
+    out = wm("controller", "--data_dir", d, "--scheduler", cluster.address, *args)
+    assert f"dask: scheduler {cluster.address}, 2 workers" in out.stdout
+    assert _rows(d) == _rows(here) and len(_rows(d)) == 2
+    a = torch.load(d / "controller/controller.pt", weights_only=True)
+    b = torch.load(here / "controller/controller.pt", weights_only=True)
+    assert torch.equal(a["mean"], b["mean"]) and torch.equal(a["params"], b["params"])
+
+
+def test_scores_match_run_jobs_in_the_real_game_and_the_dream(cluster, smoke_runs):
+    def agent_ids():  # run on each worker (a nested function travels by value)
+        import wmlib.distributed
+
+        return sorted(id(a) for a in wmlib.distributed._AGENTS.values())
+
+    agent = Agent.from_run(smoke_runs("DoomTakeCover"))
+    try:
+        # Real game: a job with more seeds than one lockstep batch is split into several tasks.
+        real = EvalSettings(mode="real", max_len=15)
+        big = _jobs(agent, 2, REAL_ENVS_PER_BATCH + 3)
+        assert len(plan_tasks(real, big, 2)) == 4
+        dream = EvalSettings(mode="dream", max_len=40, temperature=1.15)
+        jobs = _jobs(agent, 5, 3, seed=1)
+        with DaskEvaluator(agent, scheduler=cluster.address) as ev:
+            assert ev.batches == 2  # the cluster's threads
+            assert _same(ev.evaluate(real, big), run_jobs(agent, real, big))
+            built = ev.client.run(agent_ids)
+            assert sum(map(len, built.values())) >= 1
+            there = ev.evaluate(dream, jobs)
+            assert ev.client.run(agent_ids) == built  # each worker built its agent once and kept it
+        # Dream: identical to in-process dreams batched the same way (here 2 batches of 8 and 7 episodes) ...
+        pieces = [run_jobs(agent, dream, task_jobs(jobs, t)) for t in plan_tasks(dream, jobs, 2)]
+        flat = np.concatenate([s for p in pieces for s in p])
+        assert np.concatenate(there).tolist() == flat.tolist()
+        # ... and to the in-process evaluator's single batch when the cluster uses one batch too.
+        with DaskEvaluator(agent, scheduler=cluster.address, batches=1) as ev:
+            assert _same(ev.evaluate(dream, jobs), run_jobs(agent, dream, jobs))
+            with Client(cluster.address, timeout=30) as other:
+                assert sum(other.run(_release, ev._token).values()) >= 1  # the workers forget the agent ...
+            assert _same(ev.evaluate(dream, jobs), run_jobs(agent, dream, jobs))  # ... and are sent it again
+    finally:
+        agent.close()
+
+
+def test_a_worker_killed_mid_generation_costs_a_retry_not_a_wrong_fitness(cluster, smoke_runs):
+    agent = Agent.from_run(smoke_runs("DoomTakeCover"))
+    settings = EvalSettings(mode="real", max_len=150)
+    jobs = _jobs(agent, 10, 2, seed=2)
+    out = {}
+
+    def generation():
+        try:
+            out["scores"] = ev.evaluate(settings, jobs)
+        except BaseException as exc:  # reported below
+            out["error"] = exc
+
+    with Client(cluster.address, timeout=30) as watcher, DaskEvaluator(agent, scheduler=cluster.address) as ev:
+        ev_workers = list(watcher.scheduler_info()["workers"])
+        thread = threading.Thread(target=generation)
+        thread.start()
+        t0, victim = time.monotonic(), None
+        while victim is None and thread.is_alive() and time.monotonic() - t0 < 120:
+            busy = [w for w, keys in watcher.processing().items() if any("wm-score" in str(k) for k in keys)]
+            victim = busy[0] if len(busy) == 2 else None
+            time.sleep(0.2)
+        assert victim is not None, "the generation ended before both workers were busy"
+        time.sleep(1.0)  # well into the victim's task
+        pid = watcher.run(os.getpid, workers=[victim])[victim]
+        worker = psutil.Process(pid)
+        kill_tree([worker, *worker.children(recursive=True)])  # the worker and the game it was playing
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the generation hung after a worker died"
+        assert "error" not in out, out.get("error")
+        assert victim not in watcher.scheduler_info()["workers"]
+        watcher.wait_for_workers(2, timeout=120)  # the worker's nanny starts a new one ...
+        new = set(watcher.scheduler_info()["workers"]) - set(ev_workers)
+        short = EvalSettings(mode="real", max_len=10)
+        with get_task_stream(client=watcher) as ts:
+            again = ev.evaluate(short, jobs)
+        assert new & {t["worker"] for t in ts.data}  # ... which got the agent without being sent it again
+    here = run_jobs(agent, settings, jobs)
+    assert _same(again, run_jobs(agent, short, jobs))
+    agent.close()
+    assert _same(out["scores"], here)
+    assert max(s.max() for s in here) > 60  # episodes long enough to be interrupted
+
+
+def test_tls_cluster_then_losing_it_stops_with_a_clear_error_and_the_run_resumes(cluster, run_copy, tmp_path):
+    """`wm controller --scheduler tls://...` with certificates from Dask's configuration; then the cluster dies."""
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    here = tmp_path / "here"
+    shutil.copytree(d, here)
+    log = d / "controller/log.csv"
+    sec = local_security()  # a self-signed certificate, written to files as an administrator would hand them out
+    tls = {}
+    for name, text in [("ca", sec.tls_ca_file), ("cert", sec.tls_scheduler_cert), ("key", sec.tls_scheduler_key)]:
+        tls[name] = str(tmp_path / f"{name}.pem")
+        (tmp_path / f"{name}.pem").write_text(text)
+    env = dict(os.environ, DASK_DISTRIBUTED__COMM__TLS__CA_FILE=tls["ca"],
+               DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT=tls["cert"],
+               DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY=tls["key"],
+               DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION="True",
+               DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="8s")  # how long a lost scheduler is awaited
+    doomed, proc = Cluster(tmp_path / "doomed", workers=1, tls=tls), None
+    try:
+        assert doomed.address.startswith(f"tls://{LOOPBACK}:")
+        with pytest.raises(OSError):  # no certificate, no entry
+            Client(doomed.address.replace("tls://", "tcp://"), timeout=3)
+        proc = subprocess.Popen([PY, "-m", "wmlib.cli", "controller", "--data_dir", str(d), "--scheduler",
+                                 doomed.address, "--generations", "1000", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        t0 = time.monotonic()
+        while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() - t0 < 180, proc.communicate()
+            time.sleep(0.05)
+        t_kill = time.monotonic()
+        doomed.kill()
+        out, err = proc.communicate(timeout=120)
+        stopped_after = time.monotonic() - t_kill
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        doomed.close()
+    assert proc.returncode == 2, err
+    assert f"dask: scheduler {doomed.address}, 1 worker," in out
+    assert f"wm controller: error: lost the Dask cluster at {doomed.address}" in err
+    assert stopped_after < 60
+    done = torch.load(d / "controller/controller.pt", weights_only=True)["generation"]
+    before = log.read_text().splitlines()
+    assert done >= 2 and len(before) == done + 1
+    # The generations scored over TLS (one worker: one dream batch, as in-process) are the in-process ones.
+    wm("controller", "--data_dir", here, "--evaluator", "inprocess", "--generations", done, "--quiet")
+    assert _rows(d) == _rows(here)
+    # The same command, pointed at a live cluster, resumes from the last saved generation.
+    wm("controller", "--data_dir", d, "--scheduler", cluster.address, "--generations", done + 2, "--quiet")
+    rows = log.read_text().splitlines()
+    assert rows[: len(before)] == before
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, done + 3))
+
+
+def test_local_cluster_listens_on_loopback_only_and_runs_a_generation_over_tls(smoke_runs):
+    agent = Agent.from_run(smoke_runs("DoomTakeCover"))
+    settings = EvalSettings(mode="real", max_len=30)
+    jobs = _jobs(agent, 3, 2, seed=3)
+    try:
+        with DaskEvaluator(agent, workers=1, tls=True) as ev:
+            assert ev.address.startswith(f"tls://{LOOPBACK}:")
+            me = psutil.Process()
+            listening = [c.laddr for p in [me, *me.children(recursive=True)]
+                         for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+            assert listening and {a.ip for a in listening} == {LOOPBACK}
+            with pytest.raises(Exception):  # no certificate, no entry
+                Client(ev.address.replace("tls://", "tcp://"), timeout=3)
+            there = ev.evaluate(settings, jobs)
+        assert _same(there, run_jobs(agent, settings, jobs))
+    finally:
+        agent.close()
+

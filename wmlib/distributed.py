@@ -1,0 +1,482 @@
+"""Controller evaluation on a Dask cluster: :class:`DaskEvaluator`, behind the same interface as the others.
+
+    from wmlib.distributed import DaskEvaluator, local_cluster
+    ev = DaskEvaluator(Agent.from_run(run_dir), client=client)            # a notebook's Client
+    ev = DaskEvaluator(Agent.from_run(run_dir), scheduler="tcp://host:8786")  # attach to a running cluster
+    ev = DaskEvaluator(Agent.from_run(run_dir), workers=2)                # start a LocalCluster on 127.0.0.1
+    scores = ev.evaluate(settings, jobs)                                   # [(params, seeds), ...] -> [scores]
+
+How the work is shipped:
+
+* The agent (V, M and the dream's first-frame pool, as :meth:`Agent.state`) reaches every worker once per
+  evaluator, not once per task: it travels in a Dask worker plugin, which the scheduler hands to every worker that
+  is connected or joins later (a restarted worker included). On its first task a worker builds an :class:`Agent`
+  from it and keeps it, with its game environments, for the following tasks (keyed by a per-evaluator token).
+  A task carries only a candidate's parameters and seeds. (Scattered data would do the first part too, but as a
+  task dependency it pulls tasks towards the workers holding it, and Dask's memory manager drops the extra copies
+  between generations, so a generation's tasks would crowd onto one worker.)
+* Real game: one task per chunk of at most ``REAL_ENVS_PER_BATCH`` episodes of one candidate, the chunks the
+  in-process evaluator plays in lockstep too. Dream: the generation's episodes are split into ``batches`` contiguous
+  groups (default: the cluster's thread count when the evaluator starts), one batched dream per task.
+* Each task runs torch on one thread. Task keys name the evaluation, the task and the attempt, so Dask never
+  mistakes two evaluations for one.
+
+Reproducibility. Every episode's seed comes from (run seed, generation, candidate, trial) and every random number of
+an episode from its own counter-based key (:mod:`wmlib.seeding`), so:
+
+* a real-game generation gives IDENTICAL fitness values in-process, in local processes and on any Dask cluster,
+  whichever worker runs which task and however often a task is retried;
+* a dream generation gives IDENTICAL values whenever its episodes are batched the same way (same ``batches``), and
+  otherwise values that agree to float rounding (a batch of another size may round differently; in a rare episode
+  that can move the step at which the dream ends).
+
+Fault tolerance. A worker that dies mid-generation costs a retry: the scheduler runs its tasks again elsewhere, and
+tasks that still fail that way are submitted again (``retries`` times), as are the tasks of a scheduler that came
+back (the agent is then sent again). A task that raises an ordinary exception raises it here. If the scheduler cannot
+be reached, or the cluster has no worker, for ``timeout`` seconds (default: Dask's
+``distributed.comm.timeouts.connect``, 30 s), :meth:`DaskEvaluator.evaluate` raises a RuntimeError naming the
+scheduler; ``wm controller`` then stops, and the same command resumes from the last saved generation.
+
+Security. Dask runs pickled code: whoever can reach a scheduler can run any code on its workers. Clusters started
+here listen on 127.0.0.1 only; ``tls=True`` also encrypts and authenticates them with a temporary self-signed
+certificate (:func:`local_security`). For a remote cluster pass a :class:`distributed.Security` (or set Dask's
+``distributed.comm.tls.*`` configuration) and a ``tls://`` address.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .evaluators import REAL_ENVS_PER_BATCH, Agent, EvalSettings, Evaluator, run_jobs, split_evenly
+
+try:
+    import dask
+    import distributed
+    from dask.utils import parse_timedelta
+    from distributed import CancelledError, Client, KilledWorker, Security, WorkerPlugin
+except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency of the package
+    raise ImportError("the Dask evaluator needs dask.distributed: pip install 'dask[distributed]'") from exc
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+# -- on the workers -------------------------------------------------------------------------------------------
+_STATES: dict[str, dict] = {}  # evaluator token -> Agent.state(), put there by AgentPlugin
+_AGENTS: dict[tuple[str, int], Agent] = {}  # (evaluator token, worker thread) -> Agent built from the state
+_BUSY: set[tuple[str, int]] = set()  # keys of the agents a task is using right now
+_AGENTS_LOCK = threading.Lock()
+
+
+class AgentMissing(RuntimeError):
+    """A worker has no agent for this evaluator (its plugin was removed, or has not reached it)."""
+
+
+class AgentPlugin(WorkerPlugin):
+    """Carries an evaluator's :meth:`Agent.state` to every worker, present and future."""
+
+    def __init__(self, token: str, state: dict):
+        self.token, self.state = token, state
+        self.name = plugin_name(token)
+
+    def setup(self, worker):
+        with _AGENTS_LOCK:
+            _STATES[self.token] = self.state
+
+    def teardown(self, worker):
+        _release(self.token)
+
+
+def plugin_name(token: str) -> str:
+    return f"wmlib-agent-{token}"
+
+
+def _worker_agent(token: str) -> Agent:
+    """The agent of evaluator ``token`` for the calling thread, built once; this thread's older agents are closed."""
+    key = (token, threading.get_ident())
+    agent = _AGENTS.get(key)
+    if agent is None:
+        state = _STATES.get(token)
+        if state is None:
+            raise AgentMissing(f"no agent for evaluator {token} on this worker")
+        with _AGENTS_LOCK:
+            stale = [k for k in _AGENTS if k[1] == key[1] and k[0] != token]
+            old = [_AGENTS.pop(k) for k in stale]
+        for a in old:
+            a.close()
+        agent = Agent.from_state(state)
+        with _AGENTS_LOCK:
+            _AGENTS[key] = agent
+    return agent
+
+
+_PROCESS_READY = False
+
+
+def _prepare_process() -> None:
+    """Once per worker process: one torch thread, and glibc's malloc thresholds out of Dask's trimming setting.
+
+    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap threshold at
+    128 KiB: every step's conv activations are then mapped and unmapped afresh, and an episode costs about twice
+    the CPU time. Raising both thresholds (as glibc's own dynamic setting would) restores the in-process speed.
+    """
+    global _PROCESS_READY
+    if _PROCESS_READY:
+        return
+    import torch
+
+    torch.set_num_threads(1)  # one thread per task: a worker's threads and its neighbours' do not compete
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") is not None:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: 32 MiB, glibc's largest
+            libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+        except (OSError, AttributeError):  # not glibc: nothing to undo
+            pass
+    _PROCESS_READY = True
+
+
+def _score(token: str, settings: EvalSettings, jobs) -> list[np.ndarray]:
+    """A Dask task: score ``jobs`` with the worker's cached agent."""
+    import torch
+
+    _prepare_process()
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    key = (token, threading.get_ident())
+    agent = _worker_agent(token)
+    with _AGENTS_LOCK:
+        _BUSY.add(key)
+    try:
+        return run_jobs(agent, settings, jobs)
+    finally:
+        with _AGENTS_LOCK:
+            _BUSY.discard(key)
+            released = _AGENTS.get(key) is not agent
+        if released:  # its evaluator closed while this task ran
+            agent.close()
+
+
+def _release(token: str) -> int:
+    """When an evaluator closes, on every worker: drop its state and agents (a running task closes its own)."""
+    with _AGENTS_LOCK:
+        _STATES.pop(token, None)
+        keys = [k for k in _AGENTS if k[0] == token]
+        agents = [(_AGENTS.pop(k), k in _BUSY) for k in keys]
+    for agent, busy in agents:
+        if not busy:
+            agent.close()
+    return len(agents)
+
+
+# -- splitting a generation into tasks --------------------------------------------------------------------------
+def plan_tasks(settings: EvalSettings, jobs, batches: int) -> list[list[tuple[int, int, int]]]:
+    """Tasks as lists of pieces (job index, first seed, end seed), in job and seed order.
+
+    Real game: one piece per task, a chunk of at most REAL_ENVS_PER_BATCH seeds of one job (the chunks
+    :func:`run_jobs` plays in lockstep, so scores are identical). Dream: all episodes split into ``batches``
+    contiguous groups, each one batched dream.
+    """
+    if settings.mode != "dream":
+        return [[(j, a, min(a + REAL_ENVS_PER_BATCH, len(seeds)))]
+                for j, (_, seeds) in enumerate(jobs) for a in range(0, len(seeds), REAL_ENVS_PER_BATCH)]
+    episodes = [(j, k) for j, (_, seeds) in enumerate(jobs) for k in range(len(seeds))]
+    tasks = []
+    for group in split_evenly(episodes, max(1, int(batches))):
+        pieces = []
+        for j, k in group:
+            if pieces and pieces[-1][0] == j:
+                pieces[-1] = (j, pieces[-1][1], k + 1)
+            else:
+                pieces.append((j, k, k + 1))
+        tasks.append(pieces)
+    return tasks
+
+
+def task_jobs(jobs, pieces):
+    """The jobs one task of :func:`plan_tasks` scores: each piece's parameters and its slice of seeds."""
+    return [(jobs[j][0], list(jobs[j][1][a:b])) for j, a, b in pieces]
+
+
+def _assemble(jobs, tasks, results) -> list[np.ndarray]:
+    parts: list[list[np.ndarray]] = [[] for _ in jobs]
+    for pieces, scores in zip(tasks, results):
+        for (j, _, _), s in zip(pieces, scores):
+            parts[j].append(np.asarray(s))
+    return [np.concatenate(p) if p else np.zeros(0) for p in parts]
+
+
+# -- security and local clusters ---------------------------------------------------------------------------------
+def local_security() -> Security:
+    """A :class:`distributed.Security` with a temporary self-signed certificate, kept in memory, for every role.
+
+    Uses ``cryptography`` (:meth:`Security.temporary`) when installed, else the ``openssl`` command.
+    """
+    try:
+        return Security.temporary()
+    except ImportError:
+        pass
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("TLS for a local cluster needs the `cryptography` package (pip install cryptography) "
+                           "or the `openssl` command")
+    with tempfile.TemporaryDirectory(prefix="wm-tls-") as tmp:
+        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+                        "-subj", "/CN=dask-internal", "-addext", "subjectAltName=DNS:dask-internal",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+        k, c = key.read_text(), cert.read_text()
+    return Security(require_encryption=True, tls_ca_file=c, tls_client_key=k, tls_client_cert=c,
+                    tls_scheduler_key=k, tls_scheduler_cert=c, tls_worker_key=k, tls_worker_cert=c)
+
+
+def _has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def local_cluster(workers: int = 2, security: Security | None = None, **kwargs):
+    """A :class:`distributed.LocalCluster` of ``workers`` one-thread processes that listens on 127.0.0.1 only.
+
+    The dashboard (when bokeh is installed) is on 127.0.0.1 too, on a free port; with ``security`` every connection
+    is TLS. Extra keyword arguments go to LocalCluster.
+    """
+    # The scheduler's HTTP server (the dashboard, or a page asking for bokeh) runs either way: keep it on loopback.
+    options = dict(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, host=LOOPBACK,
+                   dashboard_address=f"{LOOPBACK}:0")
+    if security is not None:
+        options.update(security=security, protocol="tls://")
+    options.update(kwargs)
+    # Dask's nanny would also put MALLOC_TRIM_THRESHOLD_ into this process's environment (and so into every
+    # process started from here later); the workers do not need it (see _prepare_process).
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return distributed.LocalCluster(**options)
+
+
+def default_timeout() -> float:
+    """Seconds a lost scheduler (or a cluster without workers) is waited for: Dask's connect timeout."""
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
+
+
+# -- the evaluator -----------------------------------------------------------------------------------------------
+class DaskEvaluator(Evaluator):
+    """Score jobs on Dask workers; see the module docstring.
+
+    Exactly one of: ``client`` (an existing :class:`distributed.Client`, left open by :meth:`close`),
+    ``scheduler`` (an address such as ``tcp://host:8786`` or ``tls://host:8786``), or neither (a
+    :func:`local_cluster` of ``workers`` processes is started, and closed by :meth:`close`; ``tls=True`` encrypts it).
+    ``security`` is used to connect to ``scheduler`` (default: Dask's configuration).
+    """
+
+    def __init__(self, agent: Agent, client: Client | None = None, *, scheduler: str | None = None,
+                 workers: int = 2, security: Security | None = None, tls: bool = False,
+                 batches: int | None = None, retries: int = 2, timeout: float | None = None, poll: float = 0.5):
+        if client is not None and scheduler is not None:
+            raise ValueError("give a Dask client or a scheduler address, not both")
+        self.retries, self.poll = int(retries), float(poll)
+        self.timeout = default_timeout() if timeout is None else float(timeout)
+        self.cluster = self.client = None
+        self.batches = int(batches) if batches else 1
+        self._own_client = client is None
+        self._token = uuid.uuid4().hex[:12]
+        self._calls = 0
+        self._agent_state = agent.state()
+        self._plugin_on: str | None = None  # id of the scheduler that holds our AgentPlugin
+        self._no_workers_since: float | None = None
+        self._last_workers_check = 0.0
+        self.address = str(scheduler or "")
+        try:
+            if client is None and scheduler is None:
+                if security is None and tls:
+                    security = local_security()
+                self.cluster = local_cluster(workers, security=security)
+                client = self._connect(self.cluster, security)
+            elif client is None:
+                client = self._connect(scheduler, security)
+            self.client = client
+            self.address = client.scheduler.address if client.scheduler is not None else self.address
+            self._ensure_ready()
+            self.batches = int(batches) if batches else max(1, sum(self.client.nthreads().values()))
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, target, security) -> Client:
+        name = getattr(target, "scheduler_address", target)
+        try:
+            return Client(target, security=security, timeout=self.timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise RuntimeError(f"cannot reach the Dask scheduler at {name}: {exc}") from exc
+
+    # -- information ----------------------------------------------------------------------------------------------
+    @property
+    def dashboard_link(self) -> str:
+        """The dashboard's address, or '' when it is off (the dashboard needs bokeh)."""
+        if not _has_bokeh():
+            return ""
+        try:
+            return self.client.dashboard_link or ""
+        except (KeyError, AttributeError):
+            return ""
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.client.nthreads())
+
+    def __repr__(self) -> str:
+        return f"DaskEvaluator({self.address!r}, batches={self.batches})"
+
+    # -- the cluster's health ---------------------------------------------------------------------------------------
+    def _lost(self, why: str) -> RuntimeError:
+        return RuntimeError(f"lost the Dask cluster at {self.address}: {why}; once it is back (or with another "
+                            "--scheduler), run the same command again to resume from the last saved generation")
+
+    def _ensure_ready(self) -> None:
+        """Connected, at least one worker, and the agent on the cluster; else a RuntimeError within timeout."""
+        deadline = time.monotonic() + self.timeout
+        while self.client.status != "running":
+            if self.client.status in ("closing", "closed") or time.monotonic() > deadline:
+                raise self._lost(f"no connection to the scheduler for {self.timeout:g} s")
+            time.sleep(0.1)
+        try:
+            self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
+        except (TimeoutError, distributed.TimeoutError):
+            raise self._lost(f"no worker joined within {self.timeout:g} s "
+                             f"(start some with `dask worker {self.address}`)") from None
+        except (OSError, CancelledError) as exc:
+            raise self._lost(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            scheduler_id = self.client.scheduler_info(n_workers=0)["id"]
+            if self._plugin_on != scheduler_id:  # first time, or a new scheduler at the same address
+                self.client.register_plugin(AgentPlugin(self._token, self._agent_state),
+                                            name=plugin_name(self._token))
+                self._plugin_on = scheduler_id
+        except (OSError, TimeoutError, CancelledError) as exc:
+            raise self._lost(f"could not send the agent to the workers ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # raised on a worker: typically wmlib (or torch, ViZDoom) not installed there
+            raise RuntimeError(f"the Dask workers at {self.address} could not take the agent "
+                               f"({type(exc).__name__}: {exc}); install wmlib on every worker") from exc
+
+    def _check_health(self) -> None:
+        """Raise if the scheduler, or every worker, has been gone for longer than timeout."""
+        now = time.monotonic()
+        if self.client.status in ("closing", "closed"):
+            raise self._lost("the client was closed")
+        if self.client.status != "running":
+            return  # reconnecting: futures are cancelled and _ensure_ready bounds the wait
+        if now - self._last_workers_check < 2.0:
+            return
+        self._last_workers_check = now
+        try:
+            n = self.client.scheduler_info(n_workers=0).get("n_workers", 1)
+        except Exception:  # the connection just broke; the next poll sees the client's status
+            return
+        if n:
+            self._no_workers_since = None
+        elif self._no_workers_since is None:
+            self._no_workers_since = now
+        elif now - self._no_workers_since > self.timeout:
+            raise self._lost(f"no worker for {self.timeout:g} s")
+
+    # -- scoring ------------------------------------------------------------------------------------------------------
+    def evaluate(self, settings: EvalSettings, jobs) -> list[np.ndarray]:
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        tasks = plan_tasks(settings, jobs, self.batches)
+        payloads = [task_jobs(jobs, pieces) for pieces in tasks]
+        self._calls += 1
+        results: list = [None] * len(tasks)
+        todo = list(range(len(tasks)))
+        for attempt in range(self.retries + 1):
+            self._ensure_ready()
+            futures = {i: self.client.submit(_score, self._token, settings, payloads[i],
+                                             key=f"wm-score-{self._token}-{self._calls}-{i}-{attempt}",
+                                             retries=self.retries)
+                       for i in todo}
+            todo = self._collect(futures, results)
+            if not todo:
+                return _assemble(jobs, tasks, results)
+            logger.warning("%d of %d evaluation tasks were lost (a worker or the scheduler went away); "
+                           "submitting them again", len(todo), len(tasks))
+        raise RuntimeError(f"{len(todo)} evaluation tasks on the Dask cluster at {self.address} failed "
+                           f"{self.retries + 1} times (their workers kept dying); giving up")
+
+    def _collect(self, futures: dict, results: list) -> list[int]:
+        """Wait for ``futures``, store their results; return the indices of tasks to submit again."""
+        pending, again = dict(futures), []
+        self._no_workers_since = None
+        news = threading.Event()
+        for f in futures.values():
+            f.add_done_callback(lambda _: news.set())
+        try:
+            while pending:
+                if not news.wait(self.poll):
+                    self._check_health()
+                    continue
+                news.clear()
+                finished = []
+                for i, f in list(pending.items()):
+                    if f.status == "pending":
+                        continue
+                    del pending[i]
+                    if f.status == "finished":
+                        finished.append(i)
+                    elif f.status == "error":
+                        exc = f.exception()
+                        if isinstance(exc, AgentMissing):
+                            self._plugin_on = None  # send the agent again before the next attempt
+                        elif not isinstance(exc, KilledWorker):
+                            raise exc
+                        again.append(i)
+                    else:  # cancelled: the connection to the scheduler was lost
+                        again.append(i)
+                if finished:
+                    try:
+                        for i, r in zip(finished, self.client.gather([futures[i] for i in finished])):
+                            results[i] = r
+                    except (CancelledError, OSError):
+                        again.extend(finished)
+        finally:
+            for f in pending.values():
+                f.release()
+        return sorted(again)
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None and client.status == "running" and self._plugin_on is not None:
+            try:  # the workers drop the agent (AgentPlugin.teardown) and the scheduler forgets it
+                client.unregister_worker_plugin(plugin_name(self._token))
+            except Exception:  # best effort: the scheduler may be another one by now
+                pass
+            self._plugin_on = None
+        if client is not None and self._own_client:
+            try:
+                client.close(timeout=5)
+            except Exception:
+                pass
+        if self.cluster is not None:
+            try:
+                self.cluster.close(timeout=10)
+            except Exception:
+                pass
+            self.cluster = None
+
+
+__all__ = ["DaskEvaluator", "AgentPlugin", "AgentMissing", "local_cluster", "local_security", "plan_tasks", "task_jobs",
+           "default_timeout", "LOOPBACK"]
