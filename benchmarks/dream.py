@@ -156,6 +156,12 @@ def worker(config: str, steps: int, threads: int, episodes: int, detect_done: bo
 
 
 # -- the driver --------------------------------------------------------------------------------------------------
+def _torch_version() -> str:
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                         text=True)
+    return out.stdout.strip()
+
+
 def measure(name, config, steps, threads=1, episodes=0, detect_done=False, done_bias=None, env=None) -> dict:
     cmd = [sys.executable, __file__, "--worker", config, "--steps", str(steps), "--threads", str(threads),
            "--episodes", str(episodes)]
@@ -277,8 +283,8 @@ def main(argv=None):
                                full_steps=full_steps),
                throughput=summary, best_batched=best_name, worst_case_full_generation=worst,
                done_detection_on=varied, original=ORIGINAL, runs=runs,
-               machine=dict(cpu_count=os.cpu_count(), python=platform.python_version(),
-                            load_average_at_end=load))
+               machine=dict(cpu_count=os.cpu_count(), python=platform.python_version(), torch=_torch_version(),
+                            torch_threads="per configuration (runs[...]['threads'])", load_average_at_end=load))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
