@@ -12,8 +12,10 @@ from wmlib.rollouts import play_random_episode
 def test_unknown_game_lists_valid_ones():
     with pytest.raises(ValueError, match="CarRacing-v3, DoomTakeCover"):
         check_game("Pong")
-    with pytest.raises(ValueError, match="valid presets: smoke, small, paper"):
+    with pytest.raises(ValueError, match="valid presets: smoke, small, reproduce, paper"):
         make_config("DoomTakeCover", "huge")
+    with pytest.raises(ValueError, match="preset 'reproduce' is defined for DoomTakeCover only"):
+        make_config("CarRacing-v3", "reproduce")
 
 
 @pytest.mark.parametrize("game", GAMES)

@@ -53,6 +53,18 @@ def test_step_matches_sequence_forward():
         assert torch.allclose(out.done_logit, seq.done_logit[:, t], atol=1e-5)
 
 
+@torch.inference_mode()
+def test_step_without_the_head_gives_the_same_state():
+    torch.manual_seed(0)
+    m = Memory(z_dim=4, action_dim=1, hidden_dim=16, mixtures=3, predict_done=True, restart_flag=True).eval()
+    z, a, restart = torch.randn(3, 4), torch.randn(3, 1), torch.ones(3)
+    h0, c0 = torch.randn(3, 16), torch.randn(3, 16)
+    out, h, c = m.step(z, a, restart, h0, c0)
+    none, h2, c2 = m.step(z, a, restart, h0, c0, head=False)
+    assert out is not None and none is None
+    assert torch.equal(h, h2) and torch.equal(c, c2)
+
+
 def test_nll_by_hand():
     # one dimension, two components: pi = (0.25, 0.75), mu = (0, 2), sigma = (1, 0.5), z = 1
     out = MDNOutput(logpi=torch.log(torch.tensor([[0.25, 0.75]])), mu=torch.tensor([[0.0, 2.0]]),

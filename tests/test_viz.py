@@ -11,7 +11,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from wmlib import episodes, viz
+from wmlib import episodes, study, viz
 from wmlib.config import make_config
 from wmlib.controller import ControllerSpec
 from wmlib.dream import dream_rollouts, initial_latents
@@ -352,3 +352,29 @@ def test_real_scores_reuses_a_matching_test_result(run_copy):
     assert viz.real_scores(cfg, d, rollouts=1, progress=False) == first and path.stat().st_mtime_ns == stamp
     viz.real_scores(cfg, d, rollouts=2, progress=False)
     assert json.loads(path.read_text())["episodes"] == 2
+
+
+def test_temperature_study_lets_the_runs_own_controller_stand_for_its_temperature(run_copy):
+    d = run_copy("DoomTakeCover")
+    cfg = make_config("DoomTakeCover", "smoke")  # a dream-trained controller at tau 1.15
+    before = (d / "controller" / "controller.pt").read_bytes()
+    rows = viz.temperature_study(cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2,
+                                 progress=False)
+    assert not (d / "temperatures" / f"tau_{cfg.temperature:.2f}").exists()
+    assert (d / "controller" / "controller.pt").read_bytes() == before
+    assert rows[0]["generations"] == cfg.generations and rows[0]["real_episodes"] == 1
+    assert study.read_study(d) == rows
+
+
+def test_temperature_studies_run_one_at_a_time_fill_one_table(run_copy):
+    d = run_copy("DoomTakeCover")
+    cfg = make_config("DoomTakeCover", "smoke")
+    other = study.temperature_study(cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2,
+                                    progress=False)
+    own = study.temperature_study(cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2,
+                                  progress=False)
+    assert (d / "temperatures" / "tau_1.30" / "controller" / "controller.pt").exists()
+    assert study.read_study(d) == own + other  # sorted by temperature, both kept
+    again = study.temperature_study(cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2,
+                                    progress=False)
+    assert study.read_study(d) == own + again and again[0]["real_mean"] == other[0]["real_mean"]  # resumed

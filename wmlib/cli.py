@@ -6,7 +6,8 @@
     wm controller --data_dir D --pop 64 --trials 16 [--in_dream]       CMA-ES -> D/controller/
                   [--scheduler tcp://HOST:8786 | --evaluator dask --workers K]   ... scored on a Dask cluster
     wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
-    wm run        --game G --preset {smoke,small,paper} --data_dir D   every stage, in order
+    wm test       --pretrained doom [--rollouts 10]                    play the shipped Doom agent (pretrained/doom)
+    wm run        --game G --preset {smoke,small,reproduce,paper} --data_dir D   every stage, in order
 
 Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
 ``--preset``, from the preset (default ``small``; ``smoke`` when WM_SMOKE=1); then any flag given wins.
@@ -39,6 +40,7 @@ FLAGS = {
         ("--epochs", "vae_epochs", int, "V training epochs"),
         ("--vae_batch", "vae_batch", int, "V batch size"),
         ("--vae_lr", "vae_lr", float, "V learning rate"),
+        ("--vae_episodes", "vae_episodes", int, "train V on the first N episodes (0: all)"),
     ],
     "memory": [
         ("--hidden_dim", "hidden_dim", int, "LSTM units"),
@@ -126,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
             _stage_flags(p, stage)
         if name == "memory":
             _stage_flags(p, "vision")  # z_dim must agree with V
+        if name == "test":
+            p.add_argument("--pretrained", metavar="NAME",
+                           help="play a shipped agent (pretrained/NAME, e.g. doom) instead of a run of your own; "
+                                "it is copied into --data_dir (default runs/GAME-pretrained) first")
     return parser
 
 
@@ -133,6 +139,18 @@ def resolve_config(args) -> tuple[Config, Path]:
     """Preset, then the run directory's config.json, then flags."""
     preset = args.preset
     data_dir = Path(args.data_dir) if args.data_dir else None
+    if getattr(args, "pretrained", None):
+        from . import pretrained
+
+        src = pretrained.pretrained_dir(args.pretrained)
+        shipped = Config.from_dict(json.loads((src / "config.json").read_text()))
+        if args.game and args.game != shipped.game:
+            raise ValueError(f"--pretrained {args.pretrained} plays {shipped.game}, but --game is {args.game}")
+        if preset not in (None, shipped.preset):
+            raise ValueError(f"--pretrained {args.pretrained} was trained with --preset {shipped.preset}; "
+                             "drop --preset")
+        data_dir = data_dir or Path("runs") / f"{shipped.game}-pretrained"
+        pretrained.install(args.pretrained, data_dir)
     saved = None
     if data_dir is not None and (data_dir / "config.json").exists():
         path = data_dir / "config.json"

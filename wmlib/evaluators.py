@@ -68,8 +68,13 @@ class Agent:
             raise ValueError(f"{mckpt['path']}: trained on {run_game}, but --game is {game}")
         pool_mu = pool_logvar = None
         if with_pool and run_game == "DoomTakeCover":
+            from .pretrained import load_initial_z
+
             files = episodes.list_series(data_dir)
-            if files:
+            pool = load_initial_z(data_dir)  # a pretrained agent ships its first frames' codes in one file
+            if pool is not None:
+                pool_mu, pool_logvar = pool
+            elif files:
                 firsts = [episodes.load_series(f) for f in files]
                 pool_mu = np.stack([s["mu"][0] for s in firsts])
                 pool_logvar = np.stack([s["logvar"][0] for s in firsts])
@@ -130,7 +135,7 @@ class Agent:
             mu, logvar = self.vision.encode(to_tensor(obs[idx]))
             z = mu + torch.exp(0.5 * logvar) * normal(keys, t, 7, mu.shape[1])
             action = controller_to_action(self.game, spec.act(w, b, spec.features(z, h, c)))
-            _, h, c = self.memory.step(z, action, restart, h, c, weights)
+            _, h, c = self.memory.step(z, action, restart, h, c, weights, head=False)  # C needs h, c only
             restart = torch.zeros(len(idx))
             action_np = action.numpy()
             running = np.ones(len(idx), bool)

@@ -120,8 +120,11 @@ class Memory(nn.Module):
         b_head = torch.cat([self.head.bias[rows], self.head.bias.new_zeros(pad)])
         return w, b, w_head, b_head
 
-    def step(self, z, a, restart, h, c, weights=None):
+    def step(self, z, a, restart, h, c, weights=None, head: bool = True):
         """One LSTM step for a batch: z (B, N), a (B, A), restart (B,), h, c (B, H) -> (MDNOutput, h, c).
+
+        ``head=False`` skips the mixture head and returns (None, h, c): in the real game only the LSTM state is
+        needed (the controller reads h and c), and the head is a fifth of the step's work.
 
         ``weights``: :meth:`step_weights`, made once by a caller that steps many times (made here if None).
         The same numbers as :meth:`forward` up to float rounding; the MDNOutput's (B, N, K) tensors are views of
@@ -141,6 +144,8 @@ class Memory(nn.Module):
         i, f, g, o = (gates[:, j * hd : (j + 1) * hd] for j in range(4))  # g holds sigmoid(2 x_g)
         c = (f * c).addcmul_(i, g.mul_(2.0).sub_(1.0))  # c' = f c + i tanh(x_g)
         h = torch.mul(c, 2.0).sigmoid_().mul_(2.0).sub_(1.0).mul_(o)  # h' = o tanh(c')
+        if not head:
+            return None, h, c
         if onednn:
             out = torch.ops.mkldnn._linear_pointwise(h, w_head, b_head, "none", [], "")
         else:
@@ -341,7 +346,8 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
             raise ValueError(f"{out}: was made with {ckpt['arch']}, but this run asks for {model.arch()}; "
                              "use another --data_dir or the same settings")
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+            opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     if step >= cfg.rnn_steps:
         return out

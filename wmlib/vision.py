@@ -103,11 +103,13 @@ def load_vision(data_dir_or_file) -> tuple[Vision, dict]:
 
 
 def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
-    """Train V on every episode under ``data_dir/episodes``; resume from ``vision/vision.pt`` if present."""
+    """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set); resume from ``vision/vision.pt`` if present."""
     data_dir = Path(data_dir)
     files = episodes.list_episodes(data_dir)
     if not files:
         raise FileNotFoundError(f"{data_dir / 'episodes'}: no episode files; run `wm rollouts` first")
+    if cfg.vae_episodes > 0:
+        files = files[: cfg.vae_episodes]
     out = vision_path(data_dir)
     seed_everything(cfg.seed)
     model = Vision(cfg.z_dim)
@@ -121,7 +123,8 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
                 "use another --data_dir or the same z_dim"
             )
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+            opt.load_state_dict(ckpt["optimizer"])
         start_epoch, run_id = int(ckpt["epoch"]), ckpt["id"]
     log_path = out.parent / "log.csv"
     for epoch in range(start_epoch, cfg.vae_epochs):

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .io import atomic_save
+from .study import dream_scores, real_scores, share_world_model, temperature_study  # noqa: F401  (notebook 07)
 
 
 def read_csv(path) -> dict[str, np.ndarray]:
@@ -791,92 +792,6 @@ def plot_controller(params, spec) -> Figure:
 
 
 # -- 07: dream training --------------------------------------------------------------------------------------
-
-
-def real_scores(cfg, data_dir, rollouts: int | None = None, policy: str = "controller", progress: bool = True) -> dict:
-    """The real-game test result of ``data_dir`` (see :func:`wmlib.play.score_agent`), reused from
-    ``test/scores.json`` (``random_scores.json``) when it was made by the same controller generation on as many
-    episodes of the same length, else measured and written."""
-    import json
-
-    from .play import score_agent
-
-    n = cfg.test_rollouts if rollouts is None else int(rollouts)
-    path = Path(data_dir) / "test" / ("scores.json" if policy == "controller" else "random_scores.json")
-    if path.exists():
-        old = json.loads(path.read_text())
-        same = old.get("episodes") == n and old.get("max_steps") == cfg.max_steps
-        if policy == "controller":
-            from .evolution import load_controller
-
-            same = same and old.get("generation") == int(load_controller(data_dir)[1]["generation"])
-        if same:
-            return old
-    return score_agent(cfg, data_dir, rollouts=n, policy=policy, progress=progress)
-
-
-
-def dream_scores(cfg, data_dir, params=None, episodes: int = 16, temperature: float | None = None) -> np.ndarray:
-    """Scores (steps survived) of a controller in ``episodes`` dreams of the run's M at ``temperature``
-    (default: the run's). ``params`` defaults to the run's trained controller."""
-    from .evaluators import Agent, EvalSettings, run_jobs
-    from .evolution import load_controller
-    from .play import held_out_seeds
-
-    if params is None:
-        params = load_controller(data_dir)[0]
-    agent = Agent.from_run(data_dir, cfg.game)
-    settings = EvalSettings(mode="dream", max_len=cfg.dream_max_len,
-                            temperature=cfg.temperature if temperature is None else float(temperature),
-                            done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise)
-    return run_jobs(agent, settings, [(np.asarray(params, np.float32), held_out_seeds(cfg, episodes))])[0]
-
-
-def share_world_model(src, dst) -> Path:
-    """Make ``dst`` a run directory that shares ``src``'s trained V and M and its encoded series (hard links, or
-    copies where links cannot be made), so a controller can be trained there without touching ``src``'s."""
-    import os
-    import shutil
-
-    src, dst = Path(src), Path(dst)
-    for rel in ["vision/vision.pt", "memory/memory.pt",
-                *(f"series/{p.name}" for p in sorted((src / "series").glob("ep_*.npz")))]:
-        target = dst / rel
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src / rel, target)
-        except OSError:
-            shutil.copy2(src / rel, target)
-    return dst
-
-
-def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations: int | None = None,
-                      test_episodes: int | None = None, dream_episodes: int = 16, progress: bool = True) -> list[dict]:
-    """The paper's temperature experiment at our scale: for each tau, train a controller inside the dream at
-    that temperature, then score it in the dream (the 'virtual score') and in the real game (the 'actual score').
-
-    Each tau gets its own run directory ``data_dir/temperatures/tau_X.XX`` sharing ``data_dir``'s V, M and series
-    (:func:`share_world_model`); every step resumes. Returns one row per tau: temperature, generations,
-    dream_mean, dream_std, real_mean, real_std.
-    """
-    import dataclasses
-
-    from .evolution import train_controller
-
-    rows = []
-    for tau in temperatures:
-        sub = share_world_model(data_dir, Path(data_dir) / "temperatures" / f"tau_{float(tau):.2f}")
-        c = dataclasses.replace(cfg, temperature=float(tau), in_dream=True,
-                                generations=cfg.generations if generations is None else int(generations))
-        c.save(sub / "config.json")
-        train_controller(c, sub, progress=progress)
-        dream = dream_scores(c, sub, episodes=dream_episodes)
-        real = real_scores(c, sub, rollouts=test_episodes, progress=progress)
-        rows.append(dict(temperature=float(tau), generations=c.generations, dream_mean=float(dream.mean()),
-                         dream_std=float(dream.std()), real_mean=real["mean"], real_std=real["std"]))
-    return rows
 
 
 def plot_temperature_study(rows, random_score: float | None = None) -> Figure:

@@ -1,0 +1,109 @@
+"""The shipped Doom agent (pretrained/doom), and exporting / installing a pretrained agent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, wm
+
+from wmlib import episodes, pretrained, study
+from wmlib.config import Config
+from wmlib.evaluators import Agent
+
+SHIPPED = REPO / "pretrained" / "doom"
+shipped = pytest.mark.skipif(not (SHIPPED / "config.json").exists(), reason="no agent in pretrained/doom")
+
+
+@shipped
+def test_the_shipped_doom_agent_is_small_weights_only_and_documented():
+    assert "doom" in pretrained.available()
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert size < 40 * 2**20
+    for rel in pretrained.CHECKPOINTS:
+        ckpt = torch.load(SHIPPED / rel, map_location="cpu", weights_only=True)
+        assert "optimizer" not in ckpt
+    cfg = Config.from_dict(json.loads((SHIPPED / "config.json").read_text()))
+    assert (cfg.game, cfg.preset, cfg.in_dream) == ("DoomTakeCover", "reproduce", True)
+    # the card quotes the shipped test results, which are 100 real episodes
+    card = (SHIPPED / "CARD.md").read_text()
+    for name in ("scores.json", "random_scores.json"):
+        s = json.loads((SHIPPED / "test" / name).read_text())
+        assert s["episodes"] == 100 and s["max_steps"] == 2100
+        assert f"{s['mean']:.1f} ± {s['std']:.1f}" in card
+    for row in study.read_study(SHIPPED):
+        assert f"{row['real_mean']:.1f} ± {row['real_std']:.1f}" in card
+
+
+@shipped
+def test_wm_test_pretrained_plays_real_episodes_and_leaves_the_shipped_files_alone(tmp_path):
+    before = {rel: (SHIPPED / rel).read_bytes() for rel in pretrained.files_of(SHIPPED)}
+    d = tmp_path / "doom"
+    out = wm("test", "--pretrained", "doom", "--data_dir", d, "--rollouts", 3, "--max_steps", 150, "--quiet")
+    assert "controller score over 3 episodes of DoomTakeCover" in out.stdout
+    scores = json.loads((d / "test" / "scores.json").read_text())
+    assert scores["episodes"] == 3 and all(1 <= n <= 150 for n in scores["lengths"])
+    assert scores["scores"] == [float(n) for n in scores["lengths"]]  # +1 per tic survived
+    assert {rel: (SHIPPED / rel).read_bytes() for rel in pretrained.files_of(SHIPPED)} == before
+    # the installed agent dreams from the training episodes' first frames, not only the few shipped episodes
+    agent = Agent.from_run(d)
+    assert len(agent.pool_mu) == json.loads((SHIPPED / "config.json").read_text())["num_rollouts"]
+    cfg = Config.from_dict(json.loads((d / "config.json").read_text()))
+    dreams = study.dream_scores(cfg, d, episodes=4)
+    assert dreams.shape == (4,) and np.all((dreams >= 1) & (dreams <= cfg.dream_max_len))
+
+
+def test_an_unknown_pretrained_name_is_named_in_the_error(tmp_path):
+    out = wm("test", "--pretrained", "nope", "--data_dir", tmp_path / "x", check=False)
+    assert out.returncode == 2
+    assert "--pretrained nope" in out.stderr and "available: " in out.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_installing_over_another_run_is_refused_and_changes_nothing(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    agent = pretrained.export(d, tmp_path / "agent", sample_episodes=1)
+    ckpt = torch.load(d / "vision" / "vision.pt", weights_only=True)  # the run trains on after the export
+    next(iter(ckpt["model"].values())).add_(1.0)
+    torch.save(ckpt, d / "vision" / "vision.pt")
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="vision.pt"):
+        pretrained.install(str(agent), d)
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_export_then_install_gives_a_run_that_plays_and_dreams(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    dest = pretrained.export(d, tmp_path / "agent", sample_episodes=1)
+    for rel in pretrained.CHECKPOINTS:
+        assert "optimizer" not in torch.load(dest / rel, weights_only=True)
+    series = episodes.list_series(d)
+    assert len(episodes.list_episodes(dest)) == 1 and len(episodes.list_series(dest)) == 1
+    target = tmp_path / "installed"
+    wm("test", "--pretrained", dest, "--data_dir", target, "--rollouts", 1, "--quiet")
+    agent = Agent.from_run(target)
+    assert np.array_equal(agent.pool_mu, np.stack([episodes.load_series(f)["mu"][0] for f in series]))
+    # installing again keeps what was made there (the test result just written)
+    made = (target / "test" / "scores.json").read_bytes()
+    pretrained.install(str(dest), target)
+    assert (target / "test" / "scores.json").read_bytes() == made
+
+
+@shipped
+@pytest.mark.parametrize("name", ["04_vision", "05_memory", "07_dream_training"])
+def test_notebooks_run_on_the_shipped_agent(name, tmp_path, monkeypatch):
+    """The notebooks' PRETRAINED path (what a learner gets outside the smoke scale), executed for real."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    setup = [c for c in nb.cells if c.cell_type == "code" and "PRETRAINED = not SMOKE" in c.source]
+    assert len(setup) == 1
+    setup[0].source = setup[0].source.replace("PRETRAINED = not SMOKE", "PRETRAINED = True")
+    monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert (tmp_path / "runs" / "DoomTakeCover-pretrained" / "vision" / "vision.pt").exists()
+    assert not (tmp_path / "runs" / "DoomTakeCover-smoke").exists()  # nothing was trained
+    assert not [c for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

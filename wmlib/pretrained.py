@@ -1,0 +1,159 @@
+"""Trained agents that ship with the source tree, in ``pretrained/NAME/``, and how to make one from a run.
+
+A pretrained directory is a run directory cut down to what playing and exploring need:
+
+| path                          | what                                                                        |
+|-------------------------------|-----------------------------------------------------------------------------|
+| ``CARD.md``                   | how the agent was trained, the command, the scores                         |
+| ``config.json``               | the run's settings                                                          |
+| ``vision/vision.pt``          | V's weights (no optimiser state)                                            |
+| ``memory/memory.pt``          | M's weights (no optimiser state)                                            |
+| ``memory/initial_z.npz``      | mu, logvar of the first frame of every training episode: where dreams start |
+| ``controller/controller.pt``  | C's parameters                                                              |
+| ``episodes/``, ``series/``    | a few random-play episodes and their codes, for the notebooks' players      |
+| ``test/*.json``               | the real-game scores the card reports                                       |
+| ``temperatures/study.json``   | the temperature study (dream and real scores at each tau)                   |
+| ``*/log.csv``, ``*.png``      | the training logs and their plots                                           |
+
+Every checkpoint loads with ``torch.load(weights_only=True)``. :func:`install` copies one into a run directory, where
+``wm test`` and the notebooks use it like a run of their own; the files under ``pretrained/`` are never written.
+
+    python -m wmlib.pretrained RUN_DIR pretrained/NAME     # export a finished run
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import episodes
+from .io import atomic_save, atomic_torch_save, load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent / "pretrained"
+"""Where the shipped agents live: ``pretrained/`` at the top of the source tree."""
+
+INITIAL_Z = Path("memory") / "initial_z.npz"
+CHECKPOINTS = (Path("vision") / "vision.pt", Path("memory") / "memory.pt", Path("controller") / "controller.pt")
+LOGS = tuple(Path(p) for p in ("vision/log.csv", "vision/reconstructions.png", "memory/log.csv", "memory/loss.png",
+                                "controller/log.csv", "controller/learning_curve.png"))
+
+
+def available() -> list[str]:
+    """Names of the shipped agents."""
+    if not ROOT.is_dir():
+        return []
+    return sorted(p.name for p in ROOT.iterdir() if (p / "config.json").exists())
+
+
+def pretrained_dir(name: str) -> Path:
+    """The directory of the shipped agent ``name`` (or of a pretrained directory given by its path)."""
+    path = Path(name)
+    if not (path.is_dir() and (path / "config.json").exists()):
+        path = ROOT / name
+    if not (path / "config.json").exists():
+        names = ", ".join(available()) or "none found"
+        raise FileNotFoundError(
+            f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); the weights ship "
+            "with the source repository, so install this package from a clone of it"
+        )
+    return path
+
+
+def files_of(src: Path) -> list[Path]:
+    """Every file of a pretrained directory, relative to it."""
+    return sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+
+
+def install(name: str, data_dir) -> Path:
+    """Copy the shipped agent ``name`` into ``data_dir`` (made if needed) and return it.
+
+    Files already there are kept (so settings and test results made there survive a second install); a
+    ``data_dir`` holding another run stops with an error naming the file, so nothing trained is overwritten.
+    """
+    src, data_dir = pretrained_dir(name), Path(data_dir)
+    other = f"choose another --data_dir for the pretrained agent {name!r}"
+    for rel in CHECKPOINTS:
+        target = data_dir / rel
+        if target.exists() and not filecmp.cmp(src / rel, target, shallow=False):
+            raise ValueError(f"{target}: this run directory already holds another model; {other}")
+    installed = all((data_dir / rel).exists() for rel in CHECKPOINTS)
+    if (data_dir / "config.json").exists() and not installed:
+        raise ValueError(f"{data_dir / 'config.json'}: this run directory already holds another run; {other}")
+    # files already there (the settings, test results made here) are kept
+    todo = [rel for rel in files_of(src) if not (data_dir / rel).exists()]
+    for rel in todo:
+        target = data_dir / rel
+        data = (src / rel).read_bytes()
+        atomic_save(target, lambda f, data=data: f.write(data))
+    return data_dir
+
+
+def load_initial_z(data_dir) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mu, logvar) of the dream's first frames from ``memory/initial_z.npz``, or None when the file is absent."""
+    path = Path(data_dir) / INITIAL_Z
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            mu, logvar = d["mu"], d["logvar"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable initial-z file ({type(exc).__name__}: {exc})") from exc
+    if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) == 0:
+        raise ValueError(f"{path}: mu and logvar must be two equal (N, N_z) arrays, got {mu.shape}, {logvar.shape}")
+    return mu.astype(np.float32), logvar.astype(np.float32)
+
+
+def export(data_dir, dest, sample_episodes: int = 3) -> Path:
+    """Write the finished run ``data_dir`` as a pretrained directory ``dest`` (weights only, a few episodes)."""
+    data_dir, dest = Path(data_dir), Path(dest)
+    for rel in CHECKPOINTS:
+        ckpt = load_checkpoint(data_dir / rel, str(rel))
+        ckpt.pop("optimizer", None)
+        ckpt.pop("path", None)
+        atomic_torch_save(dest / rel, ckpt)
+    series = episodes.list_series(data_dir)
+    if not series:
+        raise FileNotFoundError(f"{data_dir / 'series'}: no encoded series; run `wm memory` first")
+    firsts = [episodes.load_series(f) for f in series]
+    mu = np.stack([s["mu"][0] for s in firsts])
+    logvar = np.stack([s["logvar"][0] for s in firsts])
+    atomic_save(dest / INITIAL_Z, lambda f: np.savez_compressed(f, mu=mu, logvar=logvar))
+    for f in episodes.list_episodes(data_dir)[:sample_episodes]:
+        for sub in ("episodes", "series"):
+            shutil.copyfile(data_dir / sub / f.name, _fresh(dest / sub / f.name))
+    for rel in [Path("config.json"), *LOGS, Path("temperatures") / "study.json",
+                *(f.relative_to(data_dir) for f in sorted((data_dir / "test").glob("*.json")))]:
+        if (data_dir / rel).exists():
+            shutil.copyfile(data_dir / rel, _fresh(dest / rel))
+    return dest
+
+
+def _fresh(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m wmlib.pretrained",
+                                description="export a finished run directory as a pretrained agent")
+    p.add_argument("data_dir", help="the run directory (with vision, memory, controller, series, test)")
+    p.add_argument("dest", help="where to write it, e.g. pretrained/doom")
+    p.add_argument("--episodes", type=int, default=3, help="sample episodes to include (for the notebooks)")
+    args = p.parse_args(argv)
+    try:
+        dest = export(args.data_dir, args.dest, args.episodes)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = sum((dest / f).stat().st_size for f in files_of(dest))
+    print(f"{dest}: {len(files_of(dest))} files, {size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Experiments on a trained run: scores in the dream and in the real game, and the paper's temperature study.
+
+    python -m wmlib.study --data_dir runs/DoomTakeCover-reproduce --temperatures 1.0 1.15 1.3
+
+trains (or resumes) one dream controller per temperature next to the run, scores each in the dream and in the real
+game, and prints the table (also written to ``DATA_DIR/temperatures/study.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_text
+
+
+def real_scores(cfg, data_dir, rollouts: int | None = None, policy: str = "controller", progress: bool = True) -> dict:
+    """The real-game test result of ``data_dir`` (see :func:`wmlib.play.score_agent`), reused from
+    ``test/scores.json`` (``random_scores.json``) when it was made by the same controller generation on as many
+    episodes of the same length, else measured and written."""
+    from .play import score_agent
+
+    n = cfg.test_rollouts if rollouts is None else int(rollouts)
+    path = Path(data_dir) / "test" / ("scores.json" if policy == "controller" else "random_scores.json")
+    if path.exists():
+        old = json.loads(path.read_text())
+        same = old.get("episodes") == n and old.get("max_steps") == cfg.max_steps
+        if policy == "controller":
+            from .evolution import load_controller
+
+            same = same and old.get("generation") == int(load_controller(data_dir)[1]["generation"])
+        if same:
+            return old
+    return score_agent(cfg, data_dir, rollouts=n, policy=policy, progress=progress)
+
+
+def dream_scores(cfg, data_dir, params=None, episodes: int = 16, temperature: float | None = None) -> np.ndarray:
+    """Scores (steps survived) of a controller in ``episodes`` dreams of the run's M at ``temperature``
+    (default: the run's). ``params`` defaults to the run's trained controller."""
+    from .evaluators import Agent, EvalSettings, run_jobs
+    from .evolution import load_controller
+    from .play import held_out_seeds
+
+    if params is None:
+        params = load_controller(data_dir)[0]
+    agent = Agent.from_run(data_dir, cfg.game)
+    settings = EvalSettings(mode="dream", max_len=cfg.dream_max_len,
+                            temperature=cfg.temperature if temperature is None else float(temperature),
+                            done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise)
+    return run_jobs(agent, settings, [(np.asarray(params, np.float32), held_out_seeds(cfg, episodes))])[0]
+
+
+def share_world_model(src, dst) -> Path:
+    """Make ``dst`` a run directory that shares ``src``'s trained V and M and its encoded series (hard links, or
+    copies where links cannot be made), so a controller can be trained there without touching ``src``'s."""
+    src, dst = Path(src), Path(dst)
+    extra = ["memory/initial_z.npz"] if (src / "memory" / "initial_z.npz").exists() else []  # a pretrained agent's
+    for rel in ["vision/vision.pt", "memory/memory.pt", *extra,
+                *(f"series/{p.name}" for p in sorted((src / "series").glob("ep_*.npz")))]:
+        target = dst / rel
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src / rel, target)
+        except OSError:
+            shutil.copy2(src / rel, target)
+    return dst
+
+
+def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations: int | None = None,
+                      test_episodes: int | None = None, dream_episodes: int = 16, progress: bool = True) -> list[dict]:
+    """The paper's temperature experiment at our scale: for each tau, train a controller inside the dream at
+    that temperature, then score it in the dream (the 'virtual score') and in the real game (the 'actual score').
+
+    Each tau gets its own run directory ``data_dir/temperatures/tau_X.XX`` sharing ``data_dir``'s V, M and series
+    (:func:`share_world_model`); every step resumes. The run's own dream controller stands for its temperature
+    when it was trained for as many generations (no second run of the same experiment). Returns one row per tau: temperature, generations,
+    dream_mean, dream_std, real_mean, real_std.
+    """
+    from .evolution import train_controller
+
+    rows = []
+    for tau in temperatures:
+        c = dataclasses.replace(cfg, temperature=float(tau), in_dream=True,
+                                generations=cfg.generations if generations is None else int(generations))
+        if cfg.in_dream and c.temperature == cfg.temperature and c.generations == cfg.generations:
+            sub = Path(data_dir)  # the run's own controller is this row
+        else:
+            sub = share_world_model(data_dir, Path(data_dir) / "temperatures" / f"tau_{float(tau):.2f}")
+            c.save(sub / "config.json")
+        train_controller(c, sub, progress=progress)
+        dream = dream_scores(c, sub, episodes=dream_episodes)
+        real = real_scores(c, sub, rollouts=test_episodes, progress=progress)
+        rows.append(dict(temperature=float(tau), generations=c.generations, dream_episodes=len(dream),
+                         dream_mean=float(dream.mean()), dream_std=float(dream.std()),
+                         real_episodes=real["episodes"], real_mean=real["mean"], real_std=real["std"]))
+        _merge_rows(data_dir, rows[-1:])
+    return rows
+
+
+def _merge_rows(data_dir, rows: list[dict]) -> None:
+    """Add ``rows`` to the study table on disk, replacing rows of the same temperature and keeping the others
+    (so studies of different temperatures, run one after another or side by side, fill one table)."""
+    path = study_path(data_dir)
+    old = json.loads(path.read_text()) if path.exists() else []
+    taus = {r["temperature"] for r in rows}
+    table = sorted([r for r in old if r["temperature"] not in taus] + rows, key=lambda r: r["temperature"])
+    atomic_write_text(path, json.dumps(table, indent=2))
+
+
+def study_path(data_dir) -> Path:
+    """Where :func:`temperature_study` keeps its table: ``data_dir/temperatures/study.json``."""
+    return Path(data_dir) / "temperatures" / "study.json"
+
+
+def read_study(data_dir) -> list[dict]:
+    """The table a finished :func:`temperature_study` wrote (a pretrained agent ships its own)."""
+    path = study_path(data_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no temperature study here; run `python -m wmlib.study --data_dir "
+                                f"{data_dir}` first")
+    return json.loads(path.read_text())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m wmlib.study", description="the paper's temperature study on a run")
+    p.add_argument("--data_dir", required=True, help="a run directory with trained V and M (DoomTakeCover)")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.15, 1.3], help="the taus to try")
+    p.add_argument("--generations", type=int, help="CMA-ES generations per temperature (default: the run's)")
+    p.add_argument("--episodes", type=int, help="real-game test episodes per temperature (default: the run's)")
+    p.add_argument("--dream_episodes", type=int, default=1024, help="dream episodes per temperature")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    from .config import Config
+
+    path = Path(args.data_dir) / "config.json"
+    try:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not a run directory (no config.json); train V and M there first")
+        cfg = Config.from_dict(json.loads(path.read_text()))
+        rows = temperature_study(cfg, args.data_dir, args.temperatures, args.generations, args.episodes,
+                                 args.dream_episodes, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'tau':>5s} {'generations':>11s} {'in the dream':>16s} {'in the real game':>18s}")
+    for r in rows:
+        print(f"{r['temperature']:5.2f} {r['generations']:11d} {r['dream_mean']:8.1f} +- {r['dream_std']:5.1f} "
+              f"{r['real_mean']:10.1f} +- {r['real_std']:5.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
