@@ -103,3 +103,19 @@ def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
     all_frames_mb = 8000 * 64 * 64 * 3 / 2**20  # ~94 MB as uint8, ~375 MB as float
     growth_mb = (peak_large - peak_small) / 1024
     assert growth_mb < 0.15 * all_frames_mb, f"peak memory grew by {growth_mb:.1f} MB"
+
+
+def test_vae_episodes_trains_on_the_first_episodes_only(run_copy):
+    import shutil
+
+    from wmlib.config import make_config
+    from wmlib.vision import train_vision
+    from wmlib.viz import read_csv
+
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "vision")
+    files = episodes.list_episodes(d)
+    assert len(files) > 1
+    train_vision(make_config("DoomTakeCover", "smoke", vae_episodes=1), d, progress=False)
+    log = read_csv(d / "vision" / "log.csv")
+    assert int(log["frames"][-1]) == len(episodes.load_episode(files[0])["frames"])

@@ -39,7 +39,7 @@ class Config:
     game: str = "CarRacing-v3"
     """Which game: CarRacing-v3 or DoomTakeCover."""
     preset: str = "small"
-    """Scale preset this config started from: smoke, small or paper."""
+    """Scale preset this config started from: smoke, small, reproduce (Doom only) or paper."""
     seed: int = 0
     """Run seed; every episode's seed is derived from it (see wmlib.seeding)."""
 
