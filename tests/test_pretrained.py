@@ -81,6 +81,11 @@ def test_export_then_install_gives_a_run_that_plays_and_dreams(run_copy, tmp_pat
         assert "optimizer" not in torch.load(dest / rel, weights_only=True)
     series = episodes.list_series(d)
     assert len(episodes.list_episodes(dest)) == 1 and len(episodes.list_series(dest)) == 1
+    card = (dest / "CARD.md").read_text()  # written from the run's own results
+    for name in ("scores.json", "random_scores.json"):
+        s = json.loads((d / "test" / name).read_text())
+        assert f"{s['mean']:.1f} ± {s['std']:.1f} |" in card
+    assert "--preset smoke" in card and "in the dream at tau 1.15" in card
     target = tmp_path / "installed"
     wm("test", "--pretrained", dest, "--data_dir", target, "--rollouts", 1, "--quiet")
     agent = Agent.from_run(target)

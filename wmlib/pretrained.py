@@ -108,8 +108,9 @@ def load_initial_z(data_dir) -> tuple[np.ndarray, np.ndarray] | None:
     return mu.astype(np.float32), logvar.astype(np.float32)
 
 
-def export(data_dir, dest, sample_episodes: int = 3) -> Path:
-    """Write the finished run ``data_dir`` as a pretrained directory ``dest`` (weights only, a few episodes)."""
+def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None) -> Path:
+    """Write the finished run ``data_dir`` as a pretrained directory ``dest`` (weights only, a few episodes), with a
+    CARD.md (:func:`card`; ``command`` is the command that trained it)."""
     data_dir, dest = Path(data_dir), Path(dest)
     for rel in CHECKPOINTS:
         ckpt = load_checkpoint(data_dir / rel, str(rel))
@@ -130,7 +131,92 @@ def export(data_dir, dest, sample_episodes: int = 3) -> Path:
                 *(f.relative_to(data_dir) for f in sorted((data_dir / "test").glob("*.json")))]:
         if (data_dir / rel).exists():
             shutil.copyfile(data_dir / rel, _fresh(dest / rel))
+    from .io import atomic_write_text
+
+    atomic_write_text(dest / "CARD.md", card(data_dir, command))
     return dest
+
+
+def _minutes(log: Path) -> float | None:
+    """Training minutes recorded in a stage's log.csv (its 'seconds' column), or None without a log."""
+    if not log.exists():
+        return None
+    from .viz import read_csv
+
+    return float(np.sum(read_csv(log)["seconds"])) / 60
+
+
+def _pm(d: dict) -> str:
+    return f"{d['mean']:.1f} ± {d['std']:.1f}"
+
+
+def card(data_dir, command: str | None = None) -> str:
+    """CARD.md of a pretrained agent, written from the run's own files (config, logs, test results, study), so the
+    numbers it quotes are the ones that ship beside it."""
+    import json
+
+    from .config import Config
+    from .viz import read_csv
+
+    data_dir = Path(data_dir)
+    cfg = Config.from_dict(json.loads((data_dir / "config.json").read_text()))
+    command = command or f"wm run --game {cfg.game} --preset {cfg.preset} --seed {cfg.seed} --data_dir RUN_DIR"
+    where = "in the dream" if cfg.in_dream else "in the real game"
+    lines = [f"# {cfg.game}: a World Models agent (V + M + C)", "",
+             "Made with this package by", "", f"    {command}", "",
+             f"and exported with `python -m wmlib.pretrained RUN_DIR pretrained/NAME`. Play it with "
+             f"`wm test --pretrained NAME`; every checkpoint loads with `torch.load(..., weights_only=True)`.", "",
+             "## How it was trained", "",
+             "| stage | settings | result | minutes |", "|---|---|---|---|"]
+    vlog, mlog, clog = (data_dir / s / "log.csv" for s in ("vision", "memory", "controller"))
+    frames = int(read_csv(vlog)["frames"].sum()) if vlog.exists() else 0
+    used = f"the first {cfg.vae_episodes:,}" if cfg.vae_episodes else "all"
+    rows = [("random rollouts", f"{cfg.num_rollouts:,} episodes, actions held {cfg.hold_min}-{cfg.hold_max} frames",
+             "", None),
+            ("V (ConvVAE)", f"N_z {cfg.z_dim}; {cfg.vae_epochs} epoch(s) over {used} episodes ({frames:,} frames), "
+             f"batch {cfg.vae_batch}, lr {cfg.vae_lr:g}",
+             f"loss {read_csv(vlog)['loss'][-1]:.1f}" if vlog.exists() else "", _minutes(vlog)),
+            ("M (MDN-RNN)", f"LSTM {cfg.hidden_dim}, {cfg.mixtures} Gaussians per dimension, done head "
+             f"{'on' if cfg.predict_done else 'off'}; {cfg.rnn_steps} steps of {cfg.rnn_batch} x {cfg.seq_len}",
+             (lambda m: f"z loss {m['z_loss'][-1]:.3f}, done loss {m['done_loss'][-1]:.3f}")(read_csv(mlog))
+             if mlog.exists() else "", _minutes(mlog))]
+    if clog.exists():
+        c = read_csv(clog)
+        evals = c["eval_mean"][~np.isnan(c["eval_mean"])]
+        gens = int(c["generation"][-1])
+        rows.append(("C (CMA-ES)", f"{where}" + (f" at tau {cfg.temperature:g}" if cfg.in_dream else "")
+                     + f"; population {cfg.pop} x {cfg.trials} episodes, sigma0 {cfg.sigma0:g}",
+                     f"{gens} generations; the mean's best evaluation {evals.max():.1f} "
+                     f"({cfg.eval_episodes} episodes {where})" if len(evals) else f"{gens} generations",
+                     _minutes(clog)))
+    for stage, settings, result, minutes in rows:
+        lines.append(f"| {stage} | {settings} | {result} | {'' if minutes is None else f'{minutes:.0f}'} |")
+    lines += ["", "Minutes are the training loops' own time from each stage's log.csv.", ""]
+    test = data_dir / "test"
+    if (test / "scores.json").exists():
+        s = json.loads((test / "scores.json").read_text())
+        lines += ["## Scores in the real game", "",
+                  f"`wm test` on {s['episodes']} held-out episodes (up to {s['max_steps']} steps; the score is "
+                  + ("the number of steps survived" if cfg.game == "DoomTakeCover" else "the game's reward")
+                  + "):", "",
+                  "| policy | mean ± std |", "|---|---|", f"| this agent | **{_pm(s)}** |"]
+        if (test / "random_scores.json").exists():
+            r = json.loads((test / "random_scores.json").read_text())
+            lines.append(f"| random policy, the same {r['episodes']} episodes | {_pm(r)} |")
+        lines.append("")
+    from .study import study_path
+
+    if study_path(data_dir).exists():
+        lines += ["## Temperature", "",
+                  "One controller trained in the dream at each temperature (`python -m wmlib.study`), scored in the "
+                  "dream and in the real game:", "",
+                  "| tau | generations | in the dream | in the real game |", "|---|---|---|---|"]
+        for r in json.loads(study_path(data_dir).read_text()):
+            lines.append(f"| {r['temperature']:g} | {r['generations']} | {r['dream_mean']:.1f} ± {r['dream_std']:.1f}"
+                         f" ({r['dream_episodes']}) | {r['real_mean']:.1f} ± {r['real_std']:.1f}"
+                         f" ({r['real_episodes']}) |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _fresh(path: Path) -> Path:
@@ -144,9 +230,10 @@ def main(argv=None) -> int:
     p.add_argument("data_dir", help="the run directory (with vision, memory, controller, series, test)")
     p.add_argument("dest", help="where to write it, e.g. pretrained/doom")
     p.add_argument("--episodes", type=int, default=3, help="sample episodes to include (for the notebooks)")
+    p.add_argument("--command", help="the command that trained the run, quoted on the card")
     args = p.parse_args(argv)
     try:
-        dest = export(args.data_dir, args.dest, args.episodes)
+        dest = export(args.data_dir, args.dest, args.episodes, args.command)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
