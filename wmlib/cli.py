@@ -6,7 +6,7 @@
     wm controller --data_dir D --pop 64 --trials 16 [--in_dream]       CMA-ES -> D/controller/
                   [--scheduler tcp://HOST:8786 | --evaluator dask --workers K]   ... scored on a Dask cluster
     wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
-    wm test       --pretrained doom [--rollouts 10]                    play the shipped Doom agent (pretrained/doom)
+    wm test       --pretrained NAME [--rollouts 10]                    play an agent kept in pretrained/NAME
     wm run        --game G --preset {smoke,small,reproduce,paper} --data_dir D   every stage, in order
 
 Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
             _stage_flags(p, "vision")  # z_dim must agree with V
         if name == "test":
             p.add_argument("--pretrained", metavar="NAME",
-                           help="play a shipped agent (pretrained/NAME, e.g. doom) instead of a run of your own; "
+                           help="play an agent kept in pretrained/NAME (or a directory made by python -m wmlib.pretrained) "
+                                "instead of a run of your own; "
                                 "it is copied into --data_dir (default runs/GAME-pretrained) first")
     return parser
 

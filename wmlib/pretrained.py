@@ -58,8 +58,9 @@ def pretrained_dir(name: str) -> Path:
     if not (path / "config.json").exists():
         names = ", ".join(available()) or "none found"
         raise FileNotFoundError(
-            f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); the weights ship "
-            "with the source repository, so install this package from a clone of it"
+            f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); agents are kept "
+            "in the source repository (install this package from a clone of it), and "
+            "`python -m wmlib.pretrained RUN_DIR pretrained/NAME` makes one from a finished run"
         )
     return path
 
