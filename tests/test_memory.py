@@ -154,3 +154,14 @@ def test_training_windows_show_episode_ends_to_the_done_head(tmp_path):
     # inside-episode windows never cross an end when the episode is long enough
     b2 = stream.batch(rng, 500, seq_len=20)
     assert b2["restart"][:, 1:].sum().item() == 0
+
+
+def test_a_finished_m_stopped_before_its_plot_gets_the_plot_on_the_next_run(run_copy):
+    from wmlib.config import make_config
+    from wmlib.memory import train_memory
+
+    d = run_copy("DoomTakeCover")
+    (d / "memory" / "loss.png").unlink()
+    weights = (d / "memory" / "memory.pt").read_bytes()
+    train_memory(make_config("DoomTakeCover", "smoke"), d, progress=False)
+    assert (d / "memory" / "loss.png").exists() and (d / "memory" / "memory.pt").read_bytes() == weights

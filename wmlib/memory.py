@@ -349,14 +349,16 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
         if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
             opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
+    log_path = out.parent / "log.csv"
     if step >= cfg.rnn_steps:
+        if log_path.exists() and not (out.parent / "loss.png").exists():  # stopped right after the last save
+            _plot_loss(log_path)
         return out
     _, vckpt = load_vision(data_dir)
     check_compatible(vckpt, dict(arch=model.arch(), path=str(out)))
     stream = SeriesStream(episodes.list_series(data_dir), cfg.z_dim)
     start = step
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.rnn_lr_decay ** (s + start))
-    log_path = out.parent / "log.csv"
     model.train()
     bar = tqdm(range(step, cfg.rnn_steps), desc="M", unit="step", disable=not progress)
     sums, n, t0 = np.zeros(3), 0, time.time()
@@ -381,7 +383,11 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
             atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step + 1,
                                         arch=model.arch(), config=cfg.to_dict(), vision=vckpt["path"]))
             sums, n, t0 = np.zeros(3), 0, time.time()
+    _plot_loss(log_path)
+    return out
+
+
+def _plot_loss(log_path: Path) -> None:
     from .viz import plot_log
 
-    plot_log(log_path, ["loss", "z_loss", "done_loss"], out.parent / "loss.png", x="step", title="Memory loss")
-    return out
+    plot_log(log_path, ["loss", "z_loss", "done_loss"], log_path.parent / "loss.png", x="step", title="Memory loss")
