@@ -33,8 +33,9 @@ def test_the_shipped_doom_agent_is_small_weights_only_and_documented():
         s = json.loads((SHIPPED / "test" / name).read_text())
         assert s["episodes"] == 100 and s["max_steps"] == 2100
         assert f"{s['mean']:.1f} ± {s['std']:.1f}" in card
-    for row in study.read_study(SHIPPED):
-        assert f"{row['real_mean']:.1f} ± {row['real_std']:.1f}" in card
+    if study.study_path(SHIPPED).exists():
+        for row in study.read_study(SHIPPED):
+            assert f"{row['real_mean']:.1f} ± {row['real_std']:.1f}" in card
 
 
 @shipped
