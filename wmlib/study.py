@@ -1,6 +1,7 @@
 """Experiments on a trained run: scores in the dream and in the real game, and the paper's temperature study.
 
     python -m wmlib.study --data_dir runs/DoomTakeCover-reproduce --temperatures 1.0 1.15 1.3
+    python -m wmlib.study --data_dir runs/DoomTakeCover-reproduce --fidelity     # dream vs real, same controllers
 
 trains (or resumes) one dream controller per temperature next to the run, scores each in the dream and in the real
 game, and prints the table (also written to ``DATA_DIR/temperatures/study.json``).
@@ -55,6 +56,44 @@ def dream_scores(cfg, data_dir, params=None, episodes: int = 16, temperature: fl
                             temperature=cfg.temperature if temperature is None else float(temperature),
                             done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise)
     return run_jobs(agent, settings, [(np.asarray(params, np.float32), held_out_seeds(cfg, episodes))])[0]
+
+
+def dream_vs_real(cfg, data_dir, candidates: int = 8, episodes: int = 16, temperatures=None,
+                  include_trained: bool = True) -> list[dict]:
+    """How faithful is the dream? The same controllers scored in M's dream and in the real game.
+
+    The controllers are ``candidates`` draws of CMA-ES's first generation (N(0, sigma0^2) parameters, from the run
+    seed) and, when the run has one and ``include_trained``, its trained controller. Each plays ``episodes`` real
+    episodes (held-out seeds) and as many dreams at each temperature (default: the run's). A dream that a
+    controller survives much longer than the real game is one CMA-ES will find and exploit (World Models Sec. 4.5).
+
+    Returns one row per controller: name, real_mean, real_std, and dream_mean / dream_std, dicts keyed by tau.
+    """
+    from .evaluators import Agent, EvalSettings, run_jobs
+    from .evolution import load_controller
+    from .play import held_out_seeds
+
+    temps = [cfg.temperature] if temperatures is None else [float(t) for t in temperatures]
+    agent = Agent.from_run(data_dir, cfg.game)
+    rng = np.random.default_rng([cfg.seed, 7])
+    controllers = [(f"random {i + 1}", rng.normal(0.0, cfg.sigma0, agent.spec.n_params).astype(np.float32))
+                   for i in range(candidates)]
+    if include_trained and (Path(data_dir) / "controller" / "controller.pt").exists():
+        params, ckpt = load_controller(data_dir)
+        controllers.append((f"trained (generation {int(ckpt['generation'])})", np.asarray(params, np.float32)))
+    seeds = held_out_seeds(cfg, episodes)
+    jobs = [(p, seeds) for _, p in controllers]
+    try:
+        real = run_jobs(agent, EvalSettings(mode="real", max_len=cfg.max_steps, renderer=cfg.renderer), jobs)
+    finally:
+        agent.close()
+    dreams = {tau: run_jobs(agent, EvalSettings(mode="dream", max_len=cfg.dream_max_len, temperature=tau,
+                                                done_threshold=cfg.done_threshold,
+                                                initial_z_noise=cfg.initial_z_noise), jobs) for tau in temps}
+    return [dict(name=name, real_mean=float(real[i].mean()), real_std=float(real[i].std()),
+                 dream_mean={tau: float(dreams[tau][i].mean()) for tau in temps},
+                 dream_std={tau: float(dreams[tau][i].std()) for tau in temps})
+            for i, (name, _) in enumerate(controllers)]
 
 
 def share_world_model(src, dst) -> Path:
@@ -138,6 +177,10 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, help="real-game test episodes per temperature (default: the run's)")
     p.add_argument("--dream_episodes", type=int, default=1024, help="dream episodes per temperature")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--fidelity", action="store_true",
+                   help="instead of the study: score CMA-ES's first-generation controllers (and the run's trained "
+                        "one) in the dream at each --temperatures and in the real game, side by side")
+    p.add_argument("--candidates", type=int, default=8, help="random controllers for --fidelity")
     args = p.parse_args(argv)
     from .config import Config
 
@@ -146,6 +189,16 @@ def main(argv=None) -> int:
         if not path.exists():
             raise FileNotFoundError(f"{path}: not a run directory (no config.json); train V and M there first")
         cfg = Config.from_dict(json.loads(path.read_text()))
+        if args.fidelity:
+            episodes = args.episodes or 16
+            rows = dream_vs_real(cfg, args.data_dir, args.candidates, episodes, args.temperatures)
+            print(f"{episodes} episodes each; mean steps survived (Doom) or reward")
+            print(f"{'controller':>24s} {'real game':>9s} " + " ".join(f"{'dream ' + format(t, 'g'):>10s}"
+                                                                     for t in args.temperatures))
+            for r in rows:
+                print(f"{r['name']:>24s} {r['real_mean']:9.1f} "
+                      + " ".join(f"{r['dream_mean'][t]:10.1f}" for t in args.temperatures))
+            return 0
         rows = temperature_study(cfg, args.data_dir, args.temperatures, args.generations, args.episodes,
                                  args.dream_episodes, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as exc:
