@@ -186,9 +186,8 @@ PRESET_OVERRIDES = {
     },
     # Doom's dream-trained agent on 2 CPU cores in an afternoon (README, "Reproducing the paper's Doom result").
     # The architecture, CMA-ES settings, temperature and dream are the paper's; less data and compute go into V and
-    # M, and V learns faster (a higher learning rate) because it sees ~10x fewer batches than the paper's. M's 2500
-    # steps: after 1000 of them random controllers already die in the dream about as fast as in the real game
-    # (~300 vs ~230 steps at tau 1.15), and a step takes ~1 s here.
+    # M, and V learns faster (a higher learning rate) because it sees ~10x fewer batches than the paper's. M: 2500
+    # steps of 64 x 100 (a step takes ~1 s on 2 cores). The README says what this dream still gets wrong.
     "reproduce": {
         "DoomTakeCover": dict(
             num_rollouts=2000, vae_episodes=1000, vae_epochs=1, vae_batch=100, vae_lr=5e-4, seq_len=100,
