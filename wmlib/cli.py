@@ -8,6 +8,7 @@
     wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
     wm test       --pretrained NAME [--rollouts 10]                    play an agent kept in pretrained/NAME
     wm run        --game G --preset {smoke,small,reproduce,paper} --data_dir D   every stage, in order
+    wm iterate    --data_dir D --out D2                                 real play by D's controller -> M continues in D2
 
 Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
 ``--preset``, from the preset (default ``small``; ``smoke`` when WM_SMOKE=1); then any flag given wins.
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="play an agent kept in pretrained/NAME (or a directory made by python -m wmlib.pretrained) "
                                 "instead of a run of your own; "
                                 "it is copied into --data_dir (default runs/GAME-pretrained) first")
+    from .iterate import __doc__ as iterate_doc, add_arguments
+
+    text = "real episodes by a run's controller join the data; M continues on them in a new run (paper Sec. 5)"
+    add_arguments(sub.add_parser("iterate", help=text, description=text, epilog=iterate_doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
@@ -238,6 +244,10 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "iterate":
+        from .iterate import run
+
+        return run(args)
     try:
         cfg, data_dir = resolve_config(args)
         data_dir.mkdir(parents=True, exist_ok=True)

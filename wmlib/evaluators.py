@@ -109,14 +109,27 @@ class Agent:
             env.close()
         self._envs = []
 
-    @torch.inference_mode()
     def play(self, params, seeds, settings: EvalSettings, record: bool = False):
         """Play one real episode per seed with one controller, all in lockstep. Returns (scores, lengths, frames).
 
         Each step: V encodes the frames of the running games in one batch (z = mu + sigma * eps, eps from the
         episode's own seed), C acts on [z, h] ([z, c, h] for Doom), M advances h with (z, a). M's weights are
         arranged once per call (:meth:`Memory.step_weights`), and a game that ends drops out of the batch.
+        ``frames`` (when ``record``) holds each episode's observations, the last one included.
         """
+        scores, lengths, frames, _ = self._play(params, seeds, settings, record, trace=False)
+        return scores, lengths, frames
+
+    def play_episodes(self, params, seeds, settings: EvalSettings) -> list[dict]:
+        """:meth:`play`, keeping each episode whole: frames (the one each action was chosen on), actions,
+        rewards and dones, as random rollouts store them (so V and M can learn from them)."""
+        _, _, frames, traces = self._play(params, seeds, settings, record=True, trace=True)
+        return [dict(frames=np.stack(f[:-1]), actions=np.stack(t["actions"]).astype(np.float32),
+                     rewards=np.array(t["rewards"], np.float32), dones=np.array(t["dones"], bool))
+                for f, t in zip(frames, traces)]
+
+    @torch.inference_mode()
+    def _play(self, params, seeds, settings: EvalSettings, record: bool, trace: bool):
         seeds = [int(s) for s in seeds]
         n = len(seeds)
         envs = self.envs(n, settings)
@@ -130,7 +143,8 @@ class Agent:
         restart = torch.ones(n)
         idx = np.arange(n)  # the games still running; row j of the batch is game idx[j]
         scores, lengths = np.zeros(n), np.zeros(n, np.int64)
-        frames = [[o] for o in obs] if record else None
+        frames = [[o.copy()] for o in obs] if record else None  # rows of obs are overwritten below
+        traces = [dict(actions=[], rewards=[], dones=[]) for _ in seeds] if trace else None
         for t in range(settings.max_len):
             mu, logvar = self.vision.encode(to_tensor(obs[idx]))
             z = mu + torch.exp(0.5 * logvar) * normal(keys, t, 7, mu.shape[1])
@@ -146,6 +160,10 @@ class Agent:
                 lengths[i] += 1
                 if record:
                     frames[i].append(o)
+                if trace:
+                    traces[i]["actions"].append(action_np[j].copy())
+                    traces[i]["rewards"].append(r)
+                    traces[i]["dones"].append(terminated)
                 if terminated or truncated:
                     running[j] = False
             if not running.all():
@@ -154,7 +172,7 @@ class Agent:
                 keep = torch.as_tensor(np.flatnonzero(running))
                 w, b, h, c, keys, restart = (x[keep] for x in (w, b, h, c, keys, restart))
                 idx = idx[running]
-        return scores, lengths, frames
+        return scores, lengths, frames, traces
 
 
 def run_jobs(agent: Agent, settings: EvalSettings, jobs) -> list[np.ndarray]:

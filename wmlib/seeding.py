@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 # Purposes keep the seed streams of different jobs apart.
-TRAIN, EVAL, TEST, ROLLOUT = 0, 1, 2, 3
+TRAIN, EVAL, TEST, ROLLOUT, ITERATE = 0, 1, 2, 3, 4
 
 _M32 = 0xFFFFFFFF
 

@@ -96,13 +96,15 @@ def dream_vs_real(cfg, data_dir, candidates: int = 8, episodes: int = 16, temper
             for i, (name, _) in enumerate(controllers)]
 
 
-def share_world_model(src, dst) -> Path:
+def share_world_model(src, dst, with_episodes: bool = False) -> Path:
     """Make ``dst`` a run directory that shares ``src``'s trained V and M and its encoded series (hard links, or
-    copies where links cannot be made), so a controller can be trained there without touching ``src``'s."""
+    copies where links cannot be made), so a controller can be trained there without touching ``src``'s.
+    Checkpoints are replaced, never written in place, so training in ``dst`` leaves ``src``'s files alone."""
     src, dst = Path(src), Path(dst)
     extra = ["memory/initial_z.npz"] if (src / "memory" / "initial_z.npz").exists() else []  # a pretrained agent's
+    folders = ["series", "episodes"] if with_episodes else ["series"]
     for rel in ["vision/vision.pt", "memory/memory.pt", *extra,
-                *(f"series/{p.name}" for p in sorted((src / "series").glob("ep_*.npz")))]:
+                *(f"{d}/{p.name}" for d in folders for p in sorted((src / d).glob("ep_*.npz")))]:
         target = dst / rel
         if target.exists():
             continue

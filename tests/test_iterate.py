@@ -1,0 +1,118 @@
+"""wm iterate: real episodes played by a run's controller join the data, M continues on them in a new run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from conftest import wm
+
+from wmlib import episodes, iterate
+from wmlib.config import make_config
+from wmlib.evolution import load_controller
+from wmlib.games import make_env
+from wmlib.memory import load_memory
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_round_adds_controller_episodes_and_continues_m(run_copy, tmp_path):
+    src = run_copy("DoomTakeCover")
+    before = {p.relative_to(src): digest(p) for p in src.rglob("*") if p.is_file()}
+    out = tmp_path / "round1"
+    rec = iterate.iterate(src, out, draws=1, perturbed=1, episodes_each=2, more_rnn_steps=3, progress=False)
+
+    # the source run is untouched
+    assert {p.relative_to(src): digest(p) for p in src.rglob("*") if p.is_file()} == before
+    n_src = len(episodes.list_episodes(src))
+    assert rec["round"] == 1 and rec["first_episode"] == n_src and rec["episodes"] == 6
+    assert [c["name"] for c in rec["controllers"]] == ["trained", "perturbed 1", "draw 1"]
+    new = episodes.list_episodes(out)[n_src:]
+    assert len(new) == 6 and len(episodes.list_series(out)) == n_src + 6
+    cfg = make_config("DoomTakeCover", "smoke")
+    for i, path in enumerate(new):
+        ep = episodes.load_episode(path)
+        assert ep["meta"]["policy"] == "controller" and ep["meta"]["round"] == 1
+        assert ep["meta"]["controller"] == rec["controllers"][i // 2]["name"]
+        n = len(ep["frames"])
+        assert 1 <= n <= cfg.max_frames and ep["actions"].shape == (n, 1) and len(ep["dones"]) == n
+        assert set(np.unique(ep["actions"])) <= {-1.0, 0.0, 1.0}
+        assert ep["dones"][:-1].sum() == 0 and ep["meta"]["score"] == float(ep["rewards"].sum())
+        assert ep["frames"][0].any()
+    first = episodes.load_episode(new[0])
+    env = make_env("DoomTakeCover")
+    try:  # the first stored frame is the one the game started from
+        assert np.array_equal(first["frames"][0], env.reset(seed=first["meta"]["seed"])[0])
+    finally:
+        env.close()
+    assert rec["controllers"][0]["scores"] == [float(episodes.load_episode(p)["meta"]["score"]) for p in new[:2]]
+
+    src_step = load_memory(src)[1]["step"]
+    assert load_memory(out)[1]["step"] == src_step + 3 == rec["rnn_steps"]
+    assert json.loads((out / "config.json").read_text())["rnn_steps"] == src_step + 3
+    assert json.loads((out / "iteration.json").read_text())["seconds"].keys() >= {"play", "encode", "memory"}
+
+    # the same seed plays the same episodes; a second round plays new ones
+    again = iterate.iterate(src, tmp_path / "again", draws=1, perturbed=1, episodes_each=2, more_rnn_steps=3,
+                            progress=False)
+    assert again["controllers"] == rec["controllers"]
+    for a, b in zip(new, episodes.list_episodes(tmp_path / "again")[n_src:]):
+        assert np.array_equal(episodes.load_episode(a)["actions"], episodes.load_episode(b)["actions"])
+    wm("controller", "--data_dir", out, "--quiet")
+    rec2 = iterate.iterate(out, tmp_path / "round2", draws=0, perturbed=1, episodes_each=1, more_rnn_steps=1,
+                           progress=False)
+    assert rec2["round"] == 2 and rec2["first_episode"] == n_src + 6 and rec2["previous"]["round"] == 1
+    seeds = lambda d, r: [episodes.load_episode(p)["meta"]["seed"] for p in episodes.list_episodes(d)[r]]  # noqa
+    assert not set(seeds(tmp_path / "round2", slice(n_src + 6, None))) & set(seeds(out, slice(n_src, None)))
+
+
+def test_perturbed_controllers_are_near_the_trained_one(run_copy):
+    src = run_copy("DoomTakeCover")
+    cfg = make_config("DoomTakeCover", "smoke")
+    params, _ = load_controller(src)
+    ctrls = iterate.iteration_controllers(cfg, params, 1, draws=3, perturbed=2, noise=0.01)
+    assert [n for n, _ in ctrls] == ["trained", "perturbed 1", "perturbed 2", "draw 1", "draw 2", "draw 3"]
+    assert np.array_equal(ctrls[0][1], params)
+    assert all(np.abs(p - params).std() < 0.02 for _, p in ctrls[1:3])
+    assert all(abs(p.std() - cfg.sigma0) < 0.5 * cfg.sigma0 for _, p in ctrls[3:])
+    assert not np.array_equal(ctrls[1][1], iterate.iteration_controllers(cfg, params, 2, 0, 2, 0.01)[1][1])
+
+
+def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path):
+    src = run_copy("DoomTakeCover")
+    out = tmp_path / "r1"
+    proc = wm("iterate", "--data_dir", src, "--out", out, "--draws", 1, "--perturbed", 0, "--episodes", 1,
+              "--more_rnn_steps", 2, "--quiet")
+    assert "draw 1: real" in proc.stdout and "next: wm controller" in proc.stdout
+    made = sorted(p.name for p in episodes.list_episodes(out))
+    proc = wm("run", "--data_dir", out, "--quiet")  # a complete run directory: nothing is collected again
+    assert sorted(p.name for p in episodes.list_episodes(out)) == made
+    assert (out / "controller" / "controller.pt").exists() and (out / "test" / "scores.json").exists()
+
+    proc = wm("iterate", "--data_dir", src, "--out", src, "--quiet", check=False)
+    assert proc.returncode == 2 and "must be a new run directory" in proc.stderr
+    other = tmp_path / "other"
+    wm("run", "--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", other, "--generations", 1, "--quiet")
+    proc = wm("iterate", "--data_dir", other, "--out", out, "--quiet", check=False)
+    assert proc.returncode == 2 and "iteration.json" in proc.stderr and str(src) in proc.stderr
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text((src / "config.json").read_text())
+    proc = wm("iterate", "--data_dir", src, "--out", tmp_path / "plain", "--quiet", check=False)
+    assert proc.returncode == 2 and "already a run directory" in proc.stderr
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    proc = wm("iterate", "--data_dir", nothing, "--out", tmp_path / "x", "--quiet", check=False)
+    assert proc.returncode == 2 and "config.json" in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--episodes", "--more_rnn_steps"])
+def test_wm_iterate_rejects_bad_counts(run_copy, tmp_path, flag):
+    src = run_copy("DoomTakeCover")
+    value = 0 if flag == "--episodes" else -1
+    proc = wm("iterate", "--data_dir", src, "--out", tmp_path / "r", flag, value, "--quiet", check=False)
+    assert proc.returncode == 2 and flag in proc.stderr
+    assert not (tmp_path / "r").exists()
