@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import wm
 
-from wmlib import episodes, iterate
+from wmlib import episodes, iterate, pretrained
 from wmlib.config import make_config
 from wmlib.evolution import load_controller
 from wmlib.games import make_env
@@ -92,6 +92,10 @@ def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path)
     proc = wm("run", "--data_dir", out, "--quiet")  # a complete run directory: nothing is collected again
     assert sorted(p.name for p in episodes.list_episodes(out)) == made
     assert (out / "controller" / "controller.pt").exists() and (out / "test" / "scores.json").exists()
+    dest = pretrained.export(out, tmp_path / "shipped", command="wm iterate ...\nwm controller ...")
+    card = (dest / "CARD.md").read_text()
+    assert "iterative training, round 1" in card and "    wm iterate ...\n    wm controller ..." in card
+    assert json.loads((dest / "iteration.json").read_text())["source"] == src.name
 
     proc = wm("iterate", "--data_dir", src, "--out", src, "--quiet", check=False)
     assert proc.returncode == 2 and "must be a new run directory" in proc.stderr

@@ -13,6 +13,7 @@ A pretrained directory is a run directory cut down to what playing and exploring
 | ``episodes/``, ``series/``    | a few random-play episodes and their codes, for the notebooks' players      |
 | ``test/*.json``               | the real-game scores the card reports                                       |
 | ``temperatures/study.json``   | the temperature study (dream and real scores at each tau)                   |
+| ``iteration.json``            | what the iterative training round played (``wm iterate``), when there was one |
 | ``*/log.csv``, ``*.png``      | the training logs and their plots                                           |
 
 Every checkpoint loads with ``torch.load(weights_only=True)``. :func:`install` copies one into a run directory, where
@@ -132,8 +133,18 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
                 *(f.relative_to(data_dir) for f in sorted((data_dir / "test").glob("*.json")))]:
         if (data_dir / rel).exists():
             shutil.copyfile(data_dir / rel, _fresh(dest / rel))
-    from .io import atomic_write_text
+    import json
 
+    from .io import atomic_write_text
+    from .iterate import RECORD
+
+    if (data_dir / RECORD).exists():  # the source runs are named, not located (their paths mean nothing elsewhere)
+        record = json.loads((data_dir / RECORD).read_text())
+        r = record
+        while r:
+            r["source"] = Path(r["source"]).name
+            r = r.get("previous")
+        atomic_write_text(dest / RECORD, json.dumps(record, indent=2))
     atomic_write_text(dest / "CARD.md", card(data_dir, command))
     return dest
 
@@ -164,7 +175,7 @@ def card(data_dir, command: str | None = None) -> str:
     command = command or f"wm run --game {cfg.game} --preset {cfg.preset} --seed {cfg.seed} --data_dir RUN_DIR"
     where = "in the dream" if cfg.in_dream else "in the real game"
     lines = [f"# {cfg.game}: a World Models agent (V + M + C)", "",
-             "Made with this package by", "", f"    {command}", "",
+             "Made with this package by", "", *(f"    {line}" for line in command.splitlines()), "",
              f"and exported with `python -m wmlib.pretrained RUN_DIR pretrained/NAME`. Play it with "
              f"`wm test --pretrained NAME`; every checkpoint loads with `torch.load(..., weights_only=True)`.", "",
              "## How it was trained", "",
@@ -181,6 +192,18 @@ def card(data_dir, command: str | None = None) -> str:
              f"{'on' if cfg.predict_done else 'off'}; {cfg.rnn_steps} steps of {cfg.rnn_batch} x {cfg.seq_len}",
              (lambda m: f"z loss {m['z_loss'][-1]:.3f}, done loss {m['done_loss'][-1]:.3f}")(read_csv(mlog))
              if mlog.exists() else "", _minutes(mlog))]
+    from .iterate import RECORD
+
+    if (data_dir / RECORD).exists():  # iterative training (wm iterate): real play by a first controller
+        it = json.loads((data_dir / RECORD).read_text())
+        trained = next((c for c in it.get("controllers", []) if c["name"] == "trained"), None)
+        rows.append((
+            f"iterative training, round {it['round']}",
+            f"{it['episodes']} real episodes ({it['episodes_each']} each) by the controller of the first dream "
+            f"(generation {it['source_controller_generation']}), {len(it['controllers']) - 1} neighbours and fresh "
+            f"draws; M continued {it['rnn_steps_before']} -> {it['rnn_steps']} steps on all episodes",
+            f"that controller in the real game: {_pm(trained)}" if trained else "",
+            it.get("seconds", {}).get("play", 0) / 60))
     if clog.exists():
         c = read_csv(clog)
         evals = c["eval_mean"][~np.isnan(c["eval_mean"])]
