@@ -50,7 +50,10 @@ def test_wm_test_pretrained_plays_real_episodes_and_leaves_the_shipped_files_alo
     assert {rel: (SHIPPED / rel).read_bytes() for rel in pretrained.files_of(SHIPPED)} == before
     # the installed agent dreams from the training episodes' first frames, not only the few shipped episodes
     agent = Agent.from_run(d)
-    assert len(agent.pool_mu) == json.loads((SHIPPED / "config.json").read_text())["num_rollouts"]
+    n = json.loads((SHIPPED / "config.json").read_text())["num_rollouts"]
+    if (SHIPPED / "iteration.json").exists():  # and the real episodes that iterative training added
+        n += json.loads((SHIPPED / "iteration.json").read_text())["episodes"]
+    assert len(agent.pool_mu) == n
     cfg = Config.from_dict(json.loads((d / "config.json").read_text()))
     dreams = study.dream_scores(cfg, d, episodes=4)
     assert dreams.shape == (4,) and np.all((dreams >= 1) & (dreams <= cfg.dream_max_len))
