@@ -96,6 +96,8 @@ def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path)
     card = (dest / "CARD.md").read_text()
     assert "iterative training, round 1" in card and "    wm iterate ...\n    wm controller ..." in card
     assert json.loads((dest / "iteration.json").read_text())["source"] == src.name
+    for f in dest.rglob("*"):  # the exported agent names no directory of the machine it was trained on
+        assert not f.is_file() or str(tmp_path).encode() not in f.read_bytes(), f
 
     proc = wm("iterate", "--data_dir", src, "--out", src, "--quiet", check=False)
     assert proc.returncode == 2 and "must be a new run directory" in proc.stderr

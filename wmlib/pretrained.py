@@ -118,6 +118,8 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
         ckpt = load_checkpoint(data_dir / rel, str(rel))
         ckpt.pop("optimizer", None)
         ckpt.pop("path", None)
+        if "vision" in ckpt:  # M names the V it was trained with: within the exported directory
+            ckpt["vision"] = str(CHECKPOINTS[0])
         atomic_torch_save(dest / rel, ckpt)
     series = episodes.list_series(data_dir)
     if not series:
@@ -136,6 +138,12 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
     import json
 
     from .io import atomic_write_text
+
+    for f in sorted((dest / "test").glob("*.json")):  # the controller a test played: within the directory
+        result = json.loads(f.read_text())
+        if "controller" in result:
+            result["controller"] = str(CHECKPOINTS[2])
+            atomic_write_text(f, json.dumps(result, indent=2))
     from .iterate import RECORD
 
     if (data_dir / RECORD).exists():  # the source runs are named, not located (their paths mean nothing elsewhere)
@@ -194,16 +202,20 @@ def card(data_dir, command: str | None = None) -> str:
              if mlog.exists() else "", _minutes(mlog))]
     from .iterate import RECORD
 
-    if (data_dir / RECORD).exists():  # iterative training (wm iterate): real play by a first controller
-        it = json.loads((data_dir / RECORD).read_text())
-        trained = next((c for c in it.get("controllers", []) if c["name"] == "trained"), None)
-        rows.append((
-            f"iterative training, round {it['round']}",
-            f"{it['episodes']} real episodes ({it['episodes_each']} each) by the controller of the first dream "
-            f"(generation {it['source_controller_generation']}), {len(it['controllers']) - 1} neighbours and fresh "
-            f"draws; M continued {it['rnn_steps_before']} -> {it['rnn_steps']} steps on all episodes",
-            f"that controller in the real game: {_pm(trained)}" if trained else "",
-            it.get("seconds", {}).get("play", 0) / 60))
+    if (data_dir / RECORD).exists():  # iterative training (wm iterate): real play by the previous dream's C
+        rounds, it = [], json.loads((data_dir / RECORD).read_text())
+        while it:
+            rounds.insert(0, it)
+            it = it.get("previous")
+        for it in rounds:
+            trained = next((c for c in it.get("controllers", []) if c["name"] == "trained"), None)
+            rows.append((
+                f"iterative training, round {it['round']}",
+                f"{it['episodes']} real episodes ({it['episodes_each']} each) by the controller of the previous "
+                f"dream (generation {it['source_controller_generation']}), {len(it['controllers']) - 1} neighbours "
+                f"and fresh draws; M continued {it['rnn_steps_before']} -> {it['rnn_steps']} steps on all episodes",
+                f"that controller in the real game: {_pm(trained)}" if trained else "",
+                it.get("seconds", {}).get("play", 0) / 60))
     if clog.exists():
         c = read_csv(clog)
         evals = c["eval_mean"][~np.isnan(c["eval_mean"])]
