@@ -51,8 +51,10 @@ def test_wm_test_pretrained_plays_real_episodes_and_leaves_the_shipped_files_alo
     # the installed agent dreams from the training episodes' first frames, not only the few shipped episodes
     agent = Agent.from_run(d)
     n = json.loads((SHIPPED / "config.json").read_text())["num_rollouts"]
-    if (SHIPPED / "iteration.json").exists():  # and the real episodes that iterative training added
-        n += json.loads((SHIPPED / "iteration.json").read_text())["episodes"]
+    record = json.loads((SHIPPED / "iteration.json").read_text()) if (SHIPPED / "iteration.json").exists() else None
+    while record:  # and the real episodes each round of iterative training added
+        n += record["episodes"]
+        record = record.get("previous")
     assert len(agent.pool_mu) == n
     cfg = Config.from_dict(json.loads((d / "config.json").read_text()))
     dreams = study.dream_scores(cfg, d, episodes=4)
