@@ -19,26 +19,15 @@ three side by side with the fast-vs-gymnasium difference (x4) to ``carracing_com
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import platform
-import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-try:
-    from wmlib.games.carracing_render import RENDERERS, make_carracing, preprocess_frame
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from wmlib.games.carracing_render import RENDERERS, make_carracing, preprocess_frame
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, Timer, arg_parser, machine, median, write_results  # first: wmlib from a checkout
+from wmlib.games.carracing_render import RENDERERS, make_carracing, preprocess_frame
 
 
 def driver_actions(env, seed: int, n: int) -> np.ndarray:
@@ -83,18 +72,16 @@ def driver_actions(env, seed: int, n: int) -> np.ndarray:
 def time_renderer(name: str, episodes: list[tuple[int, np.ndarray]]) -> tuple[float, float, int]:
     """Step through the episodes; returns (wall seconds, thread CPU seconds, steps). Resets are not timed."""
     env = make_carracing(name)
-    wall = cpu = 0.0
+    timer = Timer(time.thread_time)
     steps = 0
     for seed, actions in episodes:
         env.reset(seed=seed)
-        w0, c0 = time.perf_counter(), time.thread_time()
-        for action in actions:
-            env.step(action)
-        wall += time.perf_counter() - w0
-        cpu += time.thread_time() - c0
+        with timer:
+            for action in actions:
+                env.step(action)
         steps += len(actions)
     env.close()
-    return wall, cpu, steps
+    return timer.wall, timer.cpu, steps
 
 
 def scene_score(frame: np.ndarray) -> float:
@@ -163,7 +150,7 @@ def save_frames(frames: dict, out_dir: Path) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--seeds", type=int, default=3, help="episodes (seeds 0..N-1)")
     p.add_argument("--steps", type=int, default=300, help="steps per episode (at most 1000)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each renderer")
@@ -192,8 +179,8 @@ def main(argv=None) -> dict:
     speed = {}
     for name in RENDERERS:
         speed[name] = {
-            "steps_per_s_median": round(statistics.median(walls[name]), 1),
-            "steps_per_s_cpu_median": round(statistics.median(cpus[name]), 1),
+            "steps_per_s_median": median(walls[name], 1),
+            "steps_per_s_cpu_median": median(cpus[name], 1),
             "steps_per_s_runs": [round(v, 1) for v in walls[name]],
         }
     for name in RENDERERS:
@@ -215,20 +202,13 @@ def main(argv=None) -> dict:
             "repeats": args.repeats,
             "actions": "recorded once from a track-following driver with held hard random turns; replayed",
         },
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-            "python": platform.python_version(),
-            "gymnasium": gymnasium.__version__,
-            "pygame": pygame.version.ver,
-            "numpy": np.__version__,
-        },
+        "machine": machine(gymnasium=gymnasium.__version__, pygame=pygame.version.ver, numpy=np.__version__),
         "speed": speed,
         "pixels": pixels,
         "frame": {"episode": frame_at[0], "step": frame_at[1], "files": png},
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    (args.out_dir / "carracing.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = write_results(args.out_dir / "carracing.json", result)
 
     print()
     print(f"{'renderer':<10} {'steps/s':>9} {'x gym':>7} {'steps/s (cpu)':>14} {'x gym':>7}  pixels vs gymnasium")
@@ -246,7 +226,7 @@ def main(argv=None) -> dict:
             f" {s['steps_per_s_cpu_median']:>14.0f} {s['ratio_to_gymnasium_cpu']:>6.1f}x  {notes[name]}"
         )
     print(f"rewards/terminations/infos identical: {pixels['rewards_terminations_infos_identical']}")
-    print(f"wrote {args.out_dir / 'carracing.json'} and {', '.join(png)} ({result['seconds']:.0f} s)")
+    print(f"wrote {out} and {', '.join(png)} ({result['seconds']:.0f} s)")
     return result
 
 

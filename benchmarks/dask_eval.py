@@ -20,11 +20,6 @@ the load (recorded in the file); compare ratios within one run.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -32,32 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-try:
-    import wmlib  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from distributed import get_task_stream
 
+from common import RESULTS, Timer, arg_parser, machine, median, smoke_run, write_results  # first: wmlib from a checkout
 from wmlib.distributed import DaskEvaluator, plan_tasks, task_jobs
-from wmlib.evaluators import Agent, EvalSettings, run_jobs
+from wmlib.agent import Agent, EvalSettings, run_jobs
 from wmlib.seeding import TRAIN, episode_seed
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _noop(i):
     return i
-
-
-def make_run(tmp: Path) -> Path:
-    from wmlib.cli import main as wm
-
-    d = tmp / "run"
-    if wm(["run", "--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", str(d), "--quiet"]) != 0:
-        raise SystemExit("wm run --preset smoke failed")
-    return d
 
 
 def generation(agent: Agent, pop: int, trials: int, seed: int = 0, scale: float = 0.5):
@@ -66,45 +45,39 @@ def generation(agent: Agent, pop: int, trials: int, seed: int = 0, scale: float 
              [episode_seed(seed, 0, i, t, TRAIN) for t in range(trials)]) for i in range(pop)]
 
 
-def median(xs):
-    return round(statistics.median(xs), 3)
-
-
 def time_inprocess(agent, settings, jobs, repeats):
     run_jobs(agent, settings, jobs[:1])  # games opened once, as a worker keeps them
     walls, scores = [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        scores = run_jobs(agent, settings, jobs)
-        walls.append(time.perf_counter() - t0)
+        with Timer() as t:
+            scores = run_jobs(agent, settings, jobs)
+        walls.append(t.wall)
     return walls, scores
 
 
 def time_dask(ev: DaskEvaluator, settings, jobs, repeats):
-    t0 = time.perf_counter()
-    first = ev.evaluate(settings, jobs)
-    first_s = time.perf_counter() - t0
+    with Timer() as first_t:
+        first = ev.evaluate(settings, jobs)
     walls, computes, tasks = [], [], 0
     for _ in range(repeats):
-        with get_task_stream(client=ev.client) as ts:
-            t0 = time.perf_counter()
+        with get_task_stream(client=ev.client) as ts, Timer() as timer:
             scores = ev.evaluate(settings, jobs)
-            walls.append(time.perf_counter() - t0)
+        walls.append(timer.wall)
         ours = [t for t in ts.data if "wm-score" in str(t["key"])]
         tasks = len(ours)
         computes.append(sum(s["stop"] - s["start"] for t in ours for s in t["startstops"] if s["action"] == "compute"))
-    return dict(first_s=first_s, walls=walls, computes=computes, tasks=tasks, scores=scores, first=first)
+    return dict(first_s=first_t.wall, walls=walls, computes=computes, tasks=tasks, scores=scores, first=first)
 
 
 def noop_round_trip(ev: DaskEvaluator, n: int = 200) -> float:
     ev.client.gather(ev.client.map(_noop, range(n), pure=False))  # warm
-    t0 = time.perf_counter()
-    ev.client.gather(ev.client.map(_noop, range(n), pure=False))
-    return (time.perf_counter() - t0) / n
+    with Timer() as t:
+        ev.client.gather(ev.client.map(_noop, range(n), pure=False))
+    return t.wall / n
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--data_dir", help="an existing DoomTakeCover run (default: make a smoke run in a temp dir)")
     p.add_argument("--pop", type=int, default=8, help="candidates in the real-game generation")
     p.add_argument("--trials", type=int, default=2, help="episodes per candidate")
@@ -119,9 +92,8 @@ def main(argv=None) -> int:
     sizes = [int(x) for x in args.workers.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="wm-dask-bench-") as tmp:
-        t0 = time.perf_counter()
-        data_dir = Path(args.data_dir) if args.data_dir else make_run(Path(tmp))
-        made_s = time.perf_counter() - t0
+        with Timer() as made:
+            data_dir = Path(args.data_dir) if args.data_dir else smoke_run(Path(tmp))
         agent = Agent.from_run(data_dir, "DoomTakeCover")
         real = EvalSettings(mode="real", max_len=args.max_len)
         dream = EvalSettings(mode="dream", max_len=args.dream_len, temperature=1.15)
@@ -139,14 +111,14 @@ def main(argv=None) -> int:
                                   steps_played=steps),
                         dream=dict(pop=args.dream_pop, trials=args.trials, max_len=args.dream_len),
                         repeats=args.repeats),
-            in_process=dict(real_generation_s=median(walls), real_generation_runs=[round(w, 3) for w in walls],
-                            episode_s=round(statistics.median(walls) / episodes, 4),
-                            step_ms=round(1000 * statistics.median(walls) / max(1, steps), 3),
-                            dream_generation_s=median(dwalls)),
+            in_process=dict(real_generation_s=median(walls, 3), real_generation_runs=[round(w, 3) for w in walls],
+                            episode_s=round(median(walls) / episodes, 4),
+                            step_ms=round(1000 * median(walls) / max(1, steps), 3),
+                            dream_generation_s=median(dwalls, 3)),
             dask={},
         )
-        print(f"in-process: real generation {median(walls):.2f} s ({episodes} episodes, {steps} steps), "
-              f"dream generation {median(dwalls):.2f} s", flush=True)
+        print(f"in-process: real generation {median(walls, 3):.2f} s ({episodes} episodes, {steps} steps), "
+              f"dream generation {median(dwalls, 3):.2f} s", flush=True)
         for n in sizes:
             t0 = time.perf_counter()
             with DaskEvaluator(agent, workers=n) as ev:
@@ -156,13 +128,13 @@ def main(argv=None) -> int:
                 d = time_dask(ev, dream, djobs, args.repeats)
                 batched = [run_jobs(agent, dream, task_jobs(djobs, t)) for t in plan_tasks(dream, djobs, ev.batches)]
                 flat_batched = np.concatenate([s for b in batched for s in b])
-                wall, comp = statistics.median(r["walls"]), statistics.median(r["computes"])
+                wall, comp = median(r["walls"]), median(r["computes"])
                 overhead = (wall * n - comp) / r["tasks"]
                 per_task_episodes = episodes / r["tasks"]
                 entry = dict(
                     cluster_start_s=round(start_s, 2),
                     real_first_generation_s=round(r["first_s"], 3),
-                    real_generation_s=median(r["walls"]),
+                    real_generation_s=median(r["walls"], 3),
                     real_generation_runs=[round(w, 3) for w in r["walls"]],
                     tasks=r["tasks"],
                     task_compute_s=round(comp / r["tasks"], 4),
@@ -170,8 +142,8 @@ def main(argv=None) -> int:
                     overhead_per_task_s=round(overhead, 4),
                     overhead_share=round(overhead / (comp / r["tasks"] + overhead), 4),
                     empty_task_round_trip_ms=round(1000 * rt, 3),
-                    dream_generation_s=median(d["walls"]),
-                    dream_compute_s=median(d["computes"]),
+                    dream_generation_s=median(d["walls"], 3),
+                    dream_compute_s=median(d["computes"], 3),
                     dream_batches=ev.batches,
                     real_identical_to_in_process=all(np.array_equal(a, b) for a, b in zip(r["scores"], here)),
                     dream_identical_to_same_batching=np.concatenate(d["scores"]).tolist() == flat_batched.tolist(),
@@ -192,12 +164,9 @@ def main(argv=None) -> int:
         result["speedup_dream"] = round(a["dream_generation_s"] / b["dream_generation_s"], 2)
     import dask
 
-    result["machine"] = dict(cpu_count=os.cpu_count(), load_average_at_end=[round(x, 2) for x in os.getloadavg()],
-                             python=platform.python_version(), torch=torch.__version__, dask=dask.__version__,
-                             smoke_run_made_s=round(made_s, 1) if not args.data_dir else None)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    result["machine"] = machine(with_torch=True, dask=dask.__version__,
+                               smoke_run_made_s=round(made.wall, 1) if not args.data_dir else None)
+    out = write_results(args.out, result)
     print(f"wrote {out}")
     return 0
 

@@ -40,16 +40,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, Timer, arg_parser, machine, median, print_load_average, write_results
+
 POP, TRIALS, MAX_LEN, TAU = 64, 16, 2100, 1.15
 Z, HIDDEN, K = 64, 512, 5
 # The paper: 64 CPU workers, one episode per process, median ~116 s per Doom generation; ~7.7k dream steps/s in total
@@ -89,14 +87,14 @@ def run_dream(rows, steps: int, detect_done: bool = False, done_bias: float | No
     memory, spec, params, seeds, mu, logvar = setup(done_bias)
     rows = np.asarray(rows)
     dream_rollouts(memory, spec, params[rows[:2]], seeds[rows[:2]], mu, logvar, TAU, 3)  # warm up
-    w0, c0 = time.perf_counter(), time.process_time()
-    if per_episode:
-        total = sum(int(dream_rollouts(memory, spec, params[i : i + 1], seeds[i : i + 1], mu, logvar, TAU, steps,
-                                       detect_done=detect_done)[1].sum()) for i in rows)
-    else:
-        total = int(dream_rollouts(memory, spec, params[rows], seeds[rows], mu, logvar, TAU, steps,
-                                   detect_done=detect_done)[1].sum())
-    return total, time.perf_counter() - w0, time.process_time() - c0
+    with Timer() as t:
+        if per_episode:
+            total = sum(int(dream_rollouts(memory, spec, params[i : i + 1], seeds[i : i + 1], mu, logvar, TAU, steps,
+                                           detect_done=detect_done)[1].sum()) for i in rows)
+        else:
+            total = int(dream_rollouts(memory, spec, params[rows], seeds[rows], mu, logvar, TAU, steps,
+                                       detect_done=detect_done)[1].sum())
+    return total, t.wall, t.cpu
 
 
 def _child(i, parts, steps, detect_done, done_bias, barrier, queue):
@@ -156,12 +154,6 @@ def worker(config: str, steps: int, threads: int, episodes: int, detect_done: bo
 
 
 # -- the driver --------------------------------------------------------------------------------------------------
-def _torch_version() -> str:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                         text=True)
-    return out.stdout.strip()
-
-
 def measure(name, config, steps, threads=1, episodes=0, detect_done=False, done_bias=None, env=None) -> dict:
     cmd = [sys.executable, __file__, "--worker", config, "--steps", str(steps), "--threads", str(threads),
            "--episodes", str(episodes)]
@@ -180,7 +172,7 @@ def measure(name, config, steps, threads=1, episodes=0, detect_done=False, done_
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="short runs; the full generation's time is projected")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the in-process batched dream")
     p.add_argument("--rounds", type=int, default=3, help="repeats of the throughput comparison")
@@ -222,8 +214,8 @@ def main(argv=None):
             runs[name].append(res)
     summary = {}
     for name, rs in runs.items():
-        summary[name] = dict(steps_per_s=statistics.median(r["steps_per_s"] for r in rs),
-                             steps_per_cpu_s=statistics.median(r["steps_per_cpu_s"] for r in rs),
+        summary[name] = dict(steps_per_s=median(r["steps_per_s"] for r in rs),
+                             steps_per_cpu_s=median(r["steps_per_cpu_s"] for r in rs),
                              best_steps_per_s=max(r["steps_per_s"] for r in rs))
     loop = summary[configs[0][0]]["steps_per_s"]
     for s in summary.values():
@@ -274,8 +266,7 @@ def main(argv=None):
               f"in {varied['wall']:.1f} s = {varied['steps_per_s']:.0f} live steps/s, "
               f"{varied['steps_per_cpu_s']:.0f} per CPU-second (sustained, all 1024 running: "
               f"{varied['sustained_steps_per_cpu_s']:.0f})")
-    load = [round(x, 2) for x in os.getloadavg()]
-    print(f"load average at the end {load} on {os.cpu_count()} CPUs")
+    load = print_load_average()
 
     out = dict(benchmark="dream", quick=args.quick, seconds=round(time.time() - t_start, 1),
                model=dict(z_dim=Z, hidden_dim=HIDDEN, mixtures=K, temperature=TAU, controller_params=1088),
@@ -283,10 +274,8 @@ def main(argv=None):
                                full_steps=full_steps),
                throughput=summary, best_batched=best_name, worst_case_full_generation=worst,
                done_detection_on=varied, original=ORIGINAL, runs=runs,
-               machine=dict(cpu_count=os.cpu_count(), python=platform.python_version(), torch=_torch_version(),
-                            torch_threads="per configuration (runs[...]['threads'])", load_average_at_end=load))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+               machine=machine("per configuration (runs[...]['threads'])", load=load))
+    write_results(args.out, out)
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
 
 

@@ -20,29 +20,17 @@ than one: they wait for each other). Results go to ``benchmarks/results/memory_t
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-try:
-    import wmlib  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
+from common import RESULTS, Timer, arg_parser, machine, median, print_load_average, write_results  # first: wmlib
 from wmlib import episodes
 from wmlib.memory import Memory, SeriesStream, memory_loss
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GAMES = {  # z_dim, hidden, action dim, Doom extras, paper (batch, seq_len)
     "CarRacing-v3": (32, 256, 3, False, (100, 999)),
     "DoomTakeCover": (64, 512, 1, True, (100, 500)),
@@ -75,23 +63,23 @@ def bench(game: str, batch: int, seq_len: int, steps: int, threads: int) -> dict
     model.train()
     times = []
     for step in range(steps + 1):  # the first step warms up
-        t0 = time.perf_counter()
-        b = stream.batch(np.random.default_rng([0, step]), batch, seq_len)
-        out, _ = model(b["z"][:, :-1], b["actions"][:, :-1], b["restart"][:, :-1])
-        loss, _, _ = memory_loss(out, b["z"][:, 1:], b["dones"][:, :-1], 1.0 - b["restart"][:, 1:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        with Timer() as t:
+            b = stream.batch(np.random.default_rng([0, step]), batch, seq_len)
+            out, _ = model(b["z"][:, :-1], b["actions"][:, :-1], b["restart"][:, :-1])
+            loss, _, _ = memory_loss(out, b["z"][:, 1:], b["dones"][:, :-1], 1.0 - b["restart"][:, 1:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
         if step:
-            times.append(time.perf_counter() - t0)
-    step_s = statistics.median(times)
+            times.append(t.wall)
+    step_s = median(times)
     return dict(game=game, z_dim=z_dim, hidden_dim=hidden, batch=batch, seq_len=seq_len, steps=steps, threads=threads,
                 step_seconds=step_s, timesteps_per_s=batch * seq_len / step_s, step_times=times)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="batch 32 x 100 only, fewer steps")
     p.add_argument("--steps", type=int, default=6, help="timed steps at batch 32 x 100")
     p.add_argument("--paper-steps", type=int, default=2, help="timed steps at the paper's batch x sequence")
@@ -109,15 +97,11 @@ def main(argv=None):
                 results.append(r)
                 print(f"{game:14s} {f'{b} x {s}':>12s} {threads:7d} {r['step_seconds']:8.2f} "
                       f"{r['timesteps_per_s']:12.0f}", flush=True)
-    load = [round(x, 2) for x in os.getloadavg()]
-    print(f"load average at the end {load} on {os.cpu_count()} CPUs")
+    load = print_load_average()
     out = dict(benchmark="memory_train", quick=args.quick, seconds=round(time.time() - t0, 1),
                data="synthetic series (24 episodes x 1000 steps) through SeriesStream", results=results,
-               machine=dict(cpu_count=os.cpu_count(), torch_threads=args.threads, torch=torch.__version__,
-                            python=platform.python_version(),
-                            omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), load_average_at_end=load))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+               machine=machine(args.threads, omp_wait_policy=True, load=load))
+    write_results(args.out, out)
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
 
 

@@ -22,30 +22,18 @@ process CPU time (less disturbed by other programs on a shared machine) are both
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-try:
-    import wmlib  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from wmlib.evaluators import Agent, EvalSettings
+from common import RESULTS, Timer, arg_parser, machine, median, write_results  # first: wmlib from a checkout
+from wmlib.agent import Agent, EvalSettings
 from wmlib.games import make_env
 from wmlib.memory import Memory
 from wmlib.seeding import EVAL, episode_seed
 from wmlib.vision import Vision
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PAPER = {  # (N_z, LSTM units, restart flag + done head)
     "CarRacing-v3": (32, 256, False),
     "DoomTakeCover": (64, 512, True),
@@ -77,14 +65,14 @@ def replay(recorders) -> tuple[float, float, np.ndarray]:
     envs = [r.env for r in recorders]
     actions = [r.actions for r in recorders]
     rewards = np.zeros(len(envs))
-    w0, c0 = time.perf_counter(), time.process_time()
-    for env, r in zip(envs, recorders):
-        env.reset(seed=r.seed)
-    for t in range(max(len(a) for a in actions)):
-        for i, env in enumerate(envs):
-            if t < len(actions[i]):
-                rewards[i] += env.step(actions[i][t])[1]
-    return time.perf_counter() - w0, time.process_time() - c0, rewards
+    with Timer() as timer:
+        for env, r in zip(envs, recorders):
+            env.reset(seed=r.seed)
+        for t in range(max(len(a) for a in actions)):
+            for i, env in enumerate(envs):
+                if t < len(actions[i]):
+                    rewards[i] += env.step(actions[i][t])[1]
+    return timer.wall, timer.cpu, rewards
 
 
 def bench_game(game: str, trials: int, max_len: int, repeats: int) -> dict:
@@ -100,9 +88,9 @@ def bench_game(game: str, trials: int, max_len: int, repeats: int) -> dict:
     agent.play(params, seeds, EvalSettings(mode="real", max_len=5))  # start the games (ViZDoom processes) first
     runs = []
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        scores, lengths, _ = agent.play(params, seeds, settings)
-        play_wall, play_cpu = time.perf_counter() - w0, time.process_time() - c0
+        with Timer() as play:
+            scores, lengths, _ = agent.play(params, seeds, settings)
+        play_wall, play_cpu = play.wall, play.cpu
         game_wall, game_cpu, rewards = replay(agent._envs)
         if not np.allclose(rewards, scores):
             raise RuntimeError(f"{game}: the replay did not reproduce the episodes ({rewards} vs {scores})")
@@ -111,7 +99,7 @@ def bench_game(game: str, trials: int, max_len: int, repeats: int) -> dict:
                          game_cpu=game_cpu, overhead_wall=(play_wall - game_wall) / game_wall,
                          overhead_cpu=(play_cpu - game_cpu) / game_cpu))
     agent.close()
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    med = {k: median(r[k] for r in runs) for k in runs[0]}
     return dict(game=game, trials=trials, max_len=max_len, z_dim=z_dim, hidden_dim=hidden,
                 env_steps=int(med["env_steps"]),
                 game_ms_per_step=1e3 * med["game_wall"] / med["env_steps"],
@@ -123,7 +111,7 @@ def bench_game(game: str, trials: int, max_len: int, repeats: int) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--games", nargs="+", default=list(PAPER), choices=list(PAPER))
     p.add_argument("--trials", type=int, default=16, help="environments played in lockstep (a candidate's trials)")
     p.add_argument("--max-len", type=int, default=300, help="longest episode, steps")
@@ -143,11 +131,8 @@ def main(argv=None):
         print(f"{r['game']:14s} {r['env_steps']:9d} {r['game_ms_per_step']:12.3f} {r['agent_ms_per_step']:13.3f} "
               f"{100 * r['overhead_wall']:8.0f}% {100 * r['overhead_cpu']:18.0f}%")
     out = dict(benchmark="real_eval", quick=args.quick, seconds=round(time.time() - t0, 1), results=results,
-               machine=dict(cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                            python=platform.python_version(),
-                            load_average_at_end=[round(x, 2) for x in os.getloadavg()]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+               machine=machine(torch.get_num_threads()))
+    write_results(args.out, out)
     print(f"load average {out['machine']['load_average_at_end']}; wrote {args.out}")
 
 

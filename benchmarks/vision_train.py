@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,18 +35,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-try:
-    import wmlib  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
+from common import RESULTS, Timer, arg_parser, machine, median, print_load_average, write_results  # first: wmlib
 from wmlib import episodes
 from wmlib.vision import Vision, to_tensor, vae_loss
-
-RESULTS = Path(__file__).resolve().parent / "results"
 GAME, Z_DIM, BATCH, BUFFER = "DoomTakeCover", 64, 100, 8
 
 
@@ -100,18 +90,18 @@ def throughput(files, steps: int) -> dict:
     runs = {"in_memory": [], "streamed": []}
     for i in range(steps):  # alternate single steps, so that the machine's load drifts alike for both
         for kind in (["in_memory", "streamed"] if i % 2 == 0 else ["streamed", "in_memory"]):
-            w0, c0 = time.perf_counter(), time.process_time()
-            frames = memory[rng.integers(0, len(memory), BATCH)] if kind == "in_memory" else next(batches)
-            train_step(model, opt, frames)
-            runs[kind].append(dict(frames=len(frames), wall=time.perf_counter() - w0, cpu=time.process_time() - c0))
+            with Timer() as t:
+                frames = memory[rng.integers(0, len(memory), BATCH)] if kind == "in_memory" else next(batches)
+                train_step(model, opt, frames)
+            runs[kind].append(dict(frames=len(frames), wall=t.wall, cpu=t.cpu))
     # batches alone: one pass over all files, no training
-    w0 = time.perf_counter()
-    n_batches = sum(1 for _ in episodes.frame_batches(files, BATCH, np.random.default_rng(1), BUFFER))
-    load_s = (time.perf_counter() - w0) / n_batches
+    with Timer() as t:
+        n_batches = sum(1 for _ in episodes.frame_batches(files, BATCH, np.random.default_rng(1), BUFFER))
+    load_s = t.wall / n_batches
     total = lambda v, key: sum(r[key] for r in v)  # noqa: E731
     agg = {k: dict(frames_per_s=total(v, "frames") / total(v, "wall"),
                    frames_per_cpu_s=total(v, "frames") / total(v, "cpu"),
-                   median_step_ms=1e3 * statistics.median(r["wall"] for r in v)) for k, v in runs.items()}
+                   median_step_ms=1e3 * median(r["wall"] for r in v)) for k, v in runs.items()}
     step_s = BATCH / agg["in_memory"]["frames_per_s"]
     return dict(steps=steps, in_memory=agg["in_memory"], streamed=agg["streamed"],
                 ratio=agg["streamed"]["frames_per_s"] / agg["in_memory"]["frames_per_s"],
@@ -129,9 +119,9 @@ def memory_child(data_dir: str, threads: int) -> None:
     cfg = make_config(GAME, "paper", vae_epochs=1, vae_batch=BATCH, vae_buffer_episodes=BUFFER)
     files = episodes.list_episodes(data_dir)
     frames = sum(len(episodes.load_arrays(f, ("actions",))["actions"]) for f in files)
-    w0 = time.perf_counter()
-    train_vision(cfg, data_dir, progress=False)
-    wall = time.perf_counter() - w0
+    with Timer() as t:
+        train_vision(cfg, data_dir, progress=False)
+    wall = t.wall
     print(json.dumps(dict(episodes=len(files), frames=frames, seconds=wall, frames_per_s=frames / wall,
                           max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
@@ -156,7 +146,7 @@ def peak_memory(files, sizes, threads: int) -> list[dict]:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--episodes", type=int, default=48, help="episodes collected (the larger dataset)")
     p.add_argument("--frames", type=int, default=200, help="longest episode, frames")
@@ -185,16 +175,13 @@ def main(argv=None):
     print("peak memory of train_vision (one epoch, fresh process):")
     sizes = [args.episodes // 4, args.episodes]
     mem = peak_memory(files, sizes, args.threads)
-    load = [round(x, 2) for x in os.getloadavg()]
-    print(f"load average at the end {load} on {os.cpu_count()} CPUs")
+    load = print_load_average()
     out = dict(benchmark="vision_train", quick=args.quick, seconds=round(time.time() - t0, 1),
                data=dict(game=GAME, kind="real random-policy episodes", episodes=args.episodes,
                          max_frames=args.frames, frames=tp["dataset_frames"]),
                model=dict(z_dim=Z_DIM, batch=BATCH, buffer_episodes=BUFFER), throughput=tp, peak_memory=mem,
-               machine=dict(cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                            torch=torch.__version__, python=platform.python_version(), load_average_at_end=load))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+               machine=machine(torch.get_num_threads(), load=load))
+    write_results(args.out, out)
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
 
 

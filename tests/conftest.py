@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,15 @@ def wm(*args, cwd=None, check=True, timeout=600) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"wm {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def wait_for(condition, timeout: float = 120) -> None:
+    """Poll ``condition()`` until it is true; TimeoutError after ``timeout`` seconds."""
+    t0 = time.time()
+    while not condition():
+        if time.time() - t0 > timeout:
+            raise TimeoutError
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,7 @@ def test_rotation_matches_pygame_vector2():
     """The exact renderer's vectorised rotation is bit-identical to ``Vector2.rotate_rad``, quarter turns included."""
     import pygame
 
-    from wmlib.games.carracing_render import _rotation
+    from wmlib.games.carracing_draw import _rotation
 
     rng = np.random.default_rng(0)
     quarter = [k * math.pi / 2 + d for k in range(-8, 9) for d in (0.0, 1e-7, -1e-7, 9e-7, -9e-7, 3e-6, -3e-6)]

@@ -1,9 +1,11 @@
+"""wmlib.controller: the paper's linear controller as a flat parameter vector, and the run's trained one."""
+
 import numpy as np
 import pytest
 import torch
 
-from wmlib.controller import ControllerSpec
-from wmlib.games import controller_to_action
+from wmlib import rundir
+from wmlib.controller import ControllerSpec, load_controller
 
 
 def test_parameter_counts_match_paper():
@@ -31,10 +33,19 @@ def test_doom_features_include_cell_state():
     assert torch.equal(b, torch.zeros(1, 1))  # no bias for Doom
 
 
-def test_action_mapping():
-    car = controller_to_action("CarRacing-v3", np.array([[-0.5, -1.0, -0.3], [1.0, 1.0, 0.7]], np.float32))
-    assert np.allclose(car, [[-0.5, 0.0, 0.0], [1.0, 1.0, 0.7]])
-    doom = controller_to_action("DoomTakeCover", np.array([[-0.9], [-0.2], [0.2], [0.5]], np.float32))
-    assert doom[:, 0].tolist() == [-1.0, 0.0, 0.0, 1.0]
-    t = controller_to_action("DoomTakeCover", torch.tensor([[0.34]]))
-    assert isinstance(t, torch.Tensor) and t.item() == 1.0
+def test_load_controller_gives_the_runs_chosen_parameters(smoke_runs):
+    d = smoke_runs("DoomTakeCover")
+    params, ckpt = load_controller(d)
+    spec = ControllerSpec(**ckpt["spec"])
+    assert spec == ControllerSpec("DoomTakeCover", 64, ckpt["config"]["hidden_dim"])
+    assert params.dtype == np.float32 and params.shape == (spec.n_params,)
+    assert ckpt["generation"] == ckpt["config"]["generations"] and ckpt["path"] == str(d / rundir.CONTROLLER)
+    assert np.array_equal(params, ckpt["params"].numpy()) and not np.array_equal(params, np.zeros_like(params))
+    same, _ = load_controller(d / rundir.CONTROLLER)  # the run directory or the file itself
+    assert np.array_equal(same, params)
+    spec.unflatten(params)  # fits the spec it was saved with
+
+
+def test_a_missing_controller_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"controller\.pt: controller checkpoint not found"):
+        load_controller(tmp_path)

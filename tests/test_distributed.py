@@ -19,11 +19,11 @@ import torch
 from distributed import Client, Security, get_task_stream
 
 from conftest import wm
-from wmlib.distributed import DaskEvaluator, _release, local_security, plan_tasks, task_jobs
-from wmlib.evaluators import REAL_ENVS_PER_BATCH, Agent, EvalSettings, run_jobs
+from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, run_jobs
+from wmlib.cluster import LOOPBACK, local_security
+from wmlib.distributed import DaskEvaluator, _release, plan_tasks, task_jobs
 
 PY = sys.executable
-LOOPBACK = "127.0.0.1"
 
 
 class Cluster:
@@ -114,6 +114,22 @@ def _same(a, b):
 def _rows(run_dir):
     """Controller log rows without the wall-clock column."""
     return [r.rsplit(",", 1)[0] for r in (run_dir / "controller/log.csv").read_text().splitlines()]
+
+
+def test_plan_tasks_cover_every_episode_once_in_order():
+    counts = [REAL_ENVS_PER_BATCH + 3, 2, 5]
+    jobs = [(np.full(3, j, np.float32), list(range(100 * j, 100 * j + n))) for j, n in enumerate(counts)]
+    real = plan_tasks(EvalSettings(mode="real"), jobs, batches=2)
+    assert real == [[(0, 0, REAL_ENVS_PER_BATCH)], [(0, REAL_ENVS_PER_BATCH, REAL_ENVS_PER_BATCH + 3)], [(1, 0, 2)],
+                    [(2, 0, 5)]]  # a job's seeds in lockstep chunks, as run_jobs plays them
+    for batches in (1, 2, 3, 50):
+        tasks = plan_tasks(EvalSettings(mode="dream"), jobs, batches)
+        assert len(tasks) == min(batches, sum(counts))
+        pieces = [task_jobs(jobs, t) for t in tasks]
+        flat = [(int(p[0]), s) for piece in pieces for p, seeds in piece for s in seeds]
+        assert flat == [(j, s) for j, (_, seeds) in enumerate(jobs) for s in seeds]  # each episode once, in order
+        sizes = [sum(b - a for _, a, b in t) for t in tasks]
+        assert max(sizes) - min(sizes) <= 1  # even batches
 
 
 def test_importing_the_package_does_not_import_dask():

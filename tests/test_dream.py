@@ -1,11 +1,13 @@
-"""The batched dream against one episode at a time: same draws, same scores, compaction that changes nothing."""
+"""wmlib.dream: the one dream loop. Batched against one episode at a time: same draws, same scores, compaction
+that changes nothing; traced (the notebooks' dream player) or not, the same episodes."""
 
 import numpy as np
 import pytest
 import torch
 
+import wmlib.dream
 from wmlib.controller import ControllerSpec
-from wmlib.dream import dream_rollouts, initial_latents
+from wmlib.dream import dream_episode, dream_rollouts, initial_latents
 from wmlib.games import controller_to_action
 from wmlib.memory import Memory, sample_mixture
 from wmlib.seeding import episode_keys, episode_seed, uniform
@@ -130,6 +132,44 @@ def test_dream_refuses_a_memory_without_done_head():
     params, seeds, *pool = population(2)
     with pytest.raises(ValueError, match="predicts when the episode ends"):
         dream_rollouts(m, SPEC, params, seeds, *pool)
+
+
+def test_traced_and_untraced_dreams_are_the_same_episodes():
+    """The batch with every step kept (what the dream player shows) ends each episode where training's does."""
+    m = small_memory()
+    params, seeds, pool_mu, pool_logvar = population(48)
+    keys = episode_keys(seeds)
+    z = initial_latents(keys, pool_mu, pool_logvar)
+    run = lambda trace: wmlib.dream.dream(m, z, keys, 60, 1.15, spec=SPEC, params=params, trace=trace)  # noqa: E731
+    lengths, none = run(False)
+    traced_lengths, traces = run(True)
+    assert none is None and np.array_equal(lengths, traced_lengths)
+    assert 1 < len(set(lengths.tolist())) and lengths.min() < 60  # the done head ended episodes at varied steps
+    for i in range(len(seeds)):
+        tr = traces[i]
+        assert tr["length"] == lengths[i] and tr["z"].shape == (lengths[i] + 1, Z)
+        assert tr["actions"].shape == (lengths[i], 1) and tr["done_prob"].shape == (lengths[i],)
+        assert torch.equal(torch.as_tensor(tr["z"][0]), z[i])
+        # the step that ended a dream is the first whose done probability passed the threshold
+        ended = lengths[i] < 60
+        assert (tr["done_prob"][:-1] <= 0.5).all() and (tr["done_prob"][-1] > 0.5) == ended
+    assert np.array_equal(dream(m, params, seeds, (pool_mu, pool_logvar), max_len=60)[1], lengths)
+
+
+def test_dream_episode_follows_the_given_actions_and_is_reproducible():
+    m = small_memory(seed=1)
+    actions = np.random.default_rng(0).integers(-1, 2, (15, 1)).astype(np.float32)
+    z0 = np.zeros(Z, np.float32)
+    a = dream_episode(m, z0, actions, temperature=1.0, seed=4)
+    b = dream_episode(m, z0, actions, temperature=1.0, seed=4)
+    c = dream_episode(m, z0, actions, temperature=1.3, seed=4)
+    assert a["z"].shape == (16, Z) and a["length"] == 15 and a["done_prob"].shape == (15,)
+    assert np.array_equal(a["actions"], actions) and np.array_equal(a["z"][0], z0)
+    assert np.array_equal(a["z"], b["z"]) and not np.array_equal(a["z"], c["z"])
+    with pytest.raises(ValueError, match="needs actions"):
+        dream_episode(m, z0)
+    with pytest.raises(ValueError, match="max_len"):
+        dream_episode(m, z0, controller=(np.zeros(SPEC.n_params), SPEC))
 
 
 def _uniform_reference(keys, step, stream, n):

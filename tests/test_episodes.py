@@ -1,3 +1,5 @@
+"""wmlib.episodes: episode files (atomic, named in every error) and the stream of frames V trains on."""
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,62 @@ def test_garbage_and_foreign_files(tmp_path):
     episodes.save_arrays(bad, {}, **ep)
     with pytest.raises(episodes.EpisodeError, match="ep_000003.npz.*inconsistent"):
         episodes.load_episode(bad)
+
+
+def _write_fake_episodes(d, n, length=30):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        frames = np.full((length, 64, 64, 3), i, np.uint8)
+        frames[:, 0, 0, 0] = np.arange(length)
+        episodes.save_episode(episodes.episode_path(d, i), frames, rng.random((length, 3)), np.zeros(length),
+                              np.zeros(length, bool), meta={"game": "CarRacing-v3"})
+
+
+def test_frame_batches_visit_every_frame_once(tmp_path):
+    _write_fake_episodes(tmp_path, 5, length=30)
+    files = episodes.list_episodes(tmp_path)
+    batches = list(episodes.frame_batches(files, 16, np.random.default_rng(1), buffer_episodes=2))
+    allf = np.concatenate(batches)
+    assert len(allf) == 150 and all(len(b) == 16 for b in batches[:-1])
+    ids = sorted((int(f[1, 1, 0]), int(f[0, 0, 0])) for f in allf)
+    assert ids == sorted((e, t) for e in range(5) for t in range(30))
+    # shuffled: the first batch mixes frames from more than one episode or out of order
+    first = batches[0]
+    assert len({int(f[1, 1, 0]) for f in first}) > 1 or list(first[:, 0, 0, 0]) != sorted(first[:, 0, 0, 0])
+
+
+PEAK_SCRIPT = """
+import resource, sys, numpy as np
+from wmlib import episodes
+from wmlib.vision import to_tensor
+files = episodes.list_episodes(sys.argv[1])
+n = 0
+for frames in episodes.frame_batches(files, 64, np.random.default_rng(0), buffer_episodes=2):
+    n += len(to_tensor(frames))
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak_kb(d):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(d)], capture_output=True, text=True, check=True)
+    frames, peak = map(int, out.stdout.split())
+    return frames, peak
+
+
+def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
+    """V's data stream holds a bounded buffer: 4x the episodes (~100 MB more frames) costs no more peak memory."""
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        frames = rng.integers(0, 256, (200, 64, 64, 3), dtype=np.uint8)  # noise: incompressible, 2.4 MB each
+        for target in ([tmp_path / "small", tmp_path / "large"] if i < 10 else [tmp_path / "large"]):
+            episodes.save_episode(episodes.episode_path(target, i), frames, np.zeros((200, 1)), np.zeros(200),
+                                  np.zeros(200, bool), meta={"game": "DoomTakeCover"})
+    n_small, peak_small = _peak_kb(tmp_path / "small")
+    n_large, peak_large = _peak_kb(tmp_path / "large")
+    assert (n_small, n_large) == (2000, 8000)
+    all_frames_mb = 8000 * 64 * 64 * 3 / 2**20  # ~94 MB as uint8, ~375 MB as float
+    growth_mb = (peak_large - peak_small) / 1024
+    assert growth_mb < 0.15 * all_frames_mb, f"peak memory grew by {growth_mb:.1f} MB"

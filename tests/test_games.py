@@ -1,12 +1,14 @@
+"""wmlib.games: the two real games behind one interface, each usable without the other's engine."""
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from wmlib.config import make_config
-from wmlib.games import GAMES, check_game, make_env
-from wmlib.rollouts import play_random_episode
+from wmlib.games import GAMES, action_dim, check_game, controller_to_action, make_env
 
 
 def test_unknown_game_lists_valid_ones():
@@ -18,21 +20,6 @@ def test_unknown_game_lists_valid_ones():
         make_config("CarRacing-v3", "reproduce")
 
 
-@pytest.mark.parametrize("game", GAMES)
-def test_frames_and_reproducible_reset(game):
-    env = make_env(game, max_steps=40)
-    try:
-        a = play_random_episode(env, game, seed=123, max_frames=40, hold_min=1, hold_max=10)
-        b = play_random_episode(env, game, seed=123, max_frames=40, hold_min=1, hold_max=10)
-        c = play_random_episode(env, game, seed=124, max_frames=40, hold_min=1, hold_max=10)
-    finally:
-        env.close()
-    assert a["frames"].shape[1:] == (64, 64, 3) and a["frames"].dtype == np.uint8
-    assert np.array_equal(a["frames"], b["frames"]) and np.array_equal(a["rewards"], b["rewards"])
-    assert not (len(a["frames"]) == len(c["frames"]) and np.array_equal(a["frames"], c["frames"]))
-    assert a["frames"].std() > 5  # a real picture, not a blank screen
-
-
 def test_doom_truncates_at_max_steps():
     env = make_env("DoomTakeCover", max_steps=5)
     try:
@@ -42,6 +29,32 @@ def test_doom_truncates_at_max_steps():
         env.close()
     assert [o[1] for o in out] == [1.0] * 5  # +1 per tic survived
     assert out[-1][3] and not any(o[3] for o in out[:-1])
+
+
+def test_action_mapping():
+    car = controller_to_action("CarRacing-v3", np.array([[-0.5, -1.0, -0.3], [1.0, 1.0, 0.7]], np.float32))
+    assert np.allclose(car, [[-0.5, 0.0, 0.0], [1.0, 1.0, 0.7]])
+    doom = controller_to_action("DoomTakeCover", np.array([[-0.9], [-0.2], [0.2], [0.5]], np.float32))
+    assert doom[:, 0].tolist() == [-1.0, 0.0, 0.0, 1.0]
+    t = controller_to_action("DoomTakeCover", torch.tensor([[0.34]]))
+    assert isinstance(t, torch.Tensor) and t.item() == 1.0
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_the_games_frames_and_actions(game):
+    env = make_env(game, max_steps=3)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == env.observation_space.shape == (64, 64, 3) and obs.dtype == np.uint8
+        assert env.action_space.shape == (action_dim(game),)
+        out = controller_to_action(game, np.zeros((1, 3 if game == "CarRacing-v3" else 1), np.float32))
+        assert out.shape == (1, action_dim(game)) and env.action_space.contains(out[0])
+        steps = [env.step(out[0]) for _ in range(3)]
+    finally:
+        env.close()
+    assert steps[-1][3] or steps[-1][2]  # truncated at max_steps (or over already)
+    with pytest.raises(ValueError, match="valid games"):
+        action_dim("Pong")
 
 
 BLOCK = "import sys; sys.modules[{mod!r}] = None\n"

@@ -11,7 +11,7 @@ from conftest import wm
 
 from wmlib import episodes, iterate, pretrained
 from wmlib.config import make_config
-from wmlib.evolution import load_controller
+from wmlib.controller import load_controller
 from wmlib.games import make_env
 from wmlib.memory import load_memory
 

@@ -1,10 +1,15 @@
+"""wmlib.memory: the MDN-RNN, its loss and sampling, its training data and training, and the notebooks' analyses."""
+
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from wmlib.memory import MDNOutput, Memory, mdn_nll, memory_loss, sample_mixture
+from conftest import wm
+from wmlib.memory import (MDNOutput, Memory, mdn_nll, memory_loss, memory_predictions, mixture_density,
+                          mixture_moments, sample_mixture)
 from wmlib.seeding import episode_keys
 
 
@@ -165,3 +170,77 @@ def test_a_finished_m_stopped_before_its_plot_gets_the_plot_on_the_next_run(run_
     weights = (d / "memory" / "memory.pt").read_bytes()
     train_memory(make_config("DoomTakeCover", "smoke"), d, progress=False)
     assert (d / "memory" / "loss.png").exists() and (d / "memory" / "memory.pt").read_bytes() == weights
+
+
+def test_memory_from_another_vision_is_refused(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    other = tmp_path / "other"
+    shutil.copytree(d / "episodes", other / "episodes")
+    wm("vision", "--game", "DoomTakeCover", "--data_dir", other, "--z_dim", 32, "--quiet")
+    shutil.copy(other / "vision/vision.pt", d / "vision/vision.pt")
+    proc = wm("test", "--data_dir", d, "--quiet", check=False)
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert "memory.pt has z_dim=64" in err and "vision.pt has z_dim=32" in err, err
+
+
+# -- analyses (notebook 05) ----------------------------------------------------------------------------------------
+
+
+def random_mixture(k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=k)
+    return logits - np.log(np.exp(logits).sum()), rng.normal(0, 2, k), rng.normal(-0.5, 0.5, k)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.3])
+def test_mixture_density_integrates_to_one(temperature):
+    logpi, mu, logsigma = random_mixture()
+    x = np.linspace(-40, 40, 200_001)
+    assert np.trapezoid(mixture_density(x, logpi, mu, logsigma, temperature), x) == pytest.approx(1.0, abs=1e-4)
+    mean, std = mixture_moments(logpi, mu, logsigma, temperature)
+    p = mixture_density(x, logpi, mu, logsigma, temperature)
+    assert np.trapezoid(x * p, x) == pytest.approx(mean, abs=1e-4)
+    assert np.sqrt(np.trapezoid((x - mean) ** 2 * p, x)) == pytest.approx(std, rel=1e-4)
+
+
+def test_mixture_density_is_the_likelihood_memory_is_trained_on():
+    logpi, mu, logsigma = random_mixture(seed=2)
+    out = MDNOutput(*(torch.tensor(v, dtype=torch.float64).view(1, 1, 5) for v in (logpi, mu, logsigma)), None)
+    for x in (-3.0, 0.1, 2.5):
+        nll = mdn_nll(out, torch.tensor([[x]], dtype=torch.float64)).item()
+        assert mixture_density(x, logpi, mu, logsigma) == pytest.approx(np.exp(-nll), rel=1e-9)
+
+
+def test_mixture_density_at_temperature_is_what_sample_mixture_draws():
+    logpi, mu, logsigma = random_mixture(seed=3)
+    tau, n = 1.3, 40_000
+    out = MDNOutput(*(torch.tensor(v, dtype=torch.float32).expand(n, 1, 5) for v in (logpi, mu, logsigma)), None)
+    draws = sample_mixture(out, tau, episode_keys(np.arange(n)), step=0)[:, 0].numpy()
+    mean, std = mixture_moments(logpi, mu, logsigma, tau)
+    assert draws.mean() == pytest.approx(mean, abs=4 * std / np.sqrt(n))
+    assert draws.std() == pytest.approx(std, rel=0.02)
+
+
+def test_memory_predictions_line_up_each_step_with_the_next_latent():
+    torch.manual_seed(1)
+    doom_memory = Memory(z_dim=8, action_dim=1, hidden_dim=16, mixtures=5, predict_done=True, restart_flag=True).eval()
+    rng = np.random.default_rng(0)
+    t = 12
+    series = dict(mu=rng.normal(size=(t, 8)).astype(np.float32), actions=rng.integers(-1, 2, (t, 1)).astype(np.float32),
+                  dones=np.r_[np.zeros(t - 1, bool), True])
+    pred = memory_predictions(doom_memory, series)
+    assert np.array_equal(pred["actual"], series["mu"][1:])
+    assert pred["mean"].shape == pred["std"].shape == (t - 1, 8) and pred["logpi"].shape == (t - 1, 8, 5)
+    assert pred["done_prob"].shape == (t - 1,) and pred["dones"].shape == (t - 1,)
+    # M's mixture at step 3 is the one Memory.forward gives there.
+    z = torch.as_tensor(series["mu"])[None]
+    restart = torch.zeros(1, t)
+    restart[0, 0] = 1
+    with torch.no_grad():
+        out, _ = doom_memory(z, torch.as_tensor(series["actions"])[None], restart)
+    assert pred["mu"][3] == pytest.approx(out.mu[0, 3].numpy(), abs=1e-6)
+    mean, std = mixture_moments(pred["logpi"][3, 2], pred["mu"][3, 2], pred["logsigma"][3, 2])
+    assert pred["mean"][3, 2] == pytest.approx(mean, abs=1e-6) and pred["std"][3, 2] == pytest.approx(std, abs=1e-5)
+    no_done = memory_predictions(Memory(z_dim=8, action_dim=1, hidden_dim=16, mixtures=5).eval(), series)
+    assert no_done["done_prob"] is None

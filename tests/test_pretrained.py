@@ -10,8 +10,8 @@ import torch
 from conftest import REPO, wm
 
 from wmlib import episodes, pretrained, study
+from wmlib.agent import Agent
 from wmlib.config import Config
-from wmlib.evaluators import Agent
 
 SHIPPED = REPO / "pretrained" / "doom"
 shipped = pytest.mark.skipif(not (SHIPPED / "config.json").exists(), reason="no agent in pretrained/doom")

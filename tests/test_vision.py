@@ -1,9 +1,22 @@
+"""wmlib.vision: the ConvVAE, its loss, its training, and the analyses the notebooks show (decode, latent KL, ...)."""
+
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import wm
 from wmlib import episodes
-from wmlib.vision import Vision, to_tensor, vae_loss
+from wmlib.vision import (Vision, decode, encode, interpolate, latent_kl, latent_sensitivity, reconstruct,
+                          to_images, to_tensor, vae_loss)
+
+
+@pytest.fixture(scope="module")
+def vision():
+    torch.manual_seed(0)
+    return Vision(32).eval()
 
 
 @pytest.mark.parametrize("z_dim, expected", [(32, 4_348_547), (64, 4_446_915)])
@@ -46,71 +59,10 @@ def test_vae_loss_by_hand():
     assert loss_floored.item() == pytest.approx(r_hand + 1.0, rel=1e-6)
 
 
-def _write_fake_episodes(d, n, length=30):
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        frames = np.full((length, 64, 64, 3), i, np.uint8)
-        frames[:, 0, 0, 0] = np.arange(length)
-        episodes.save_episode(episodes.episode_path(d, i), frames, rng.random((length, 3)), np.zeros(length),
-                              np.zeros(length, bool), meta={"game": "CarRacing-v3"})
-
-
-def test_frame_batches_visit_every_frame_once(tmp_path):
-    _write_fake_episodes(tmp_path, 5, length=30)
-    files = episodes.list_episodes(tmp_path)
-    batches = list(episodes.frame_batches(files, 16, np.random.default_rng(1), buffer_episodes=2))
-    allf = np.concatenate(batches)
-    assert len(allf) == 150 and all(len(b) == 16 for b in batches[:-1])
-    ids = sorted((int(f[1, 1, 0]), int(f[0, 0, 0])) for f in allf)
-    assert ids == sorted((e, t) for e in range(5) for t in range(30))
-    # shuffled: the first batch mixes frames from more than one episode or out of order
-    first = batches[0]
-    assert len({int(f[1, 1, 0]) for f in first}) > 1 or list(first[:, 0, 0, 0]) != sorted(first[:, 0, 0, 0])
-
-
-PEAK_SCRIPT = """
-import resource, sys, numpy as np
-from wmlib import episodes
-from wmlib.vision import to_tensor
-files = episodes.list_episodes(sys.argv[1])
-n = 0
-for frames in episodes.frame_batches(files, 64, np.random.default_rng(0), buffer_episodes=2):
-    n += len(to_tensor(frames))
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-def _peak_kb(d):
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(d)], capture_output=True, text=True, check=True)
-    frames, peak = map(int, out.stdout.split())
-    return frames, peak
-
-
-def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
-    """V's data stream holds a bounded buffer: 4x the episodes (~100 MB more frames) costs no more peak memory."""
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        frames = rng.integers(0, 256, (200, 64, 64, 3), dtype=np.uint8)  # noise: incompressible, 2.4 MB each
-        for target in ([tmp_path / "small", tmp_path / "large"] if i < 10 else [tmp_path / "large"]):
-            episodes.save_episode(episodes.episode_path(target, i), frames, np.zeros((200, 1)), np.zeros(200),
-                                  np.zeros(200, bool), meta={"game": "DoomTakeCover"})
-    n_small, peak_small = _peak_kb(tmp_path / "small")
-    n_large, peak_large = _peak_kb(tmp_path / "large")
-    assert (n_small, n_large) == (2000, 8000)
-    all_frames_mb = 8000 * 64 * 64 * 3 / 2**20  # ~94 MB as uint8, ~375 MB as float
-    growth_mb = (peak_large - peak_small) / 1024
-    assert growth_mb < 0.15 * all_frames_mb, f"peak memory grew by {growth_mb:.1f} MB"
-
-
 def test_vae_episodes_trains_on_the_first_episodes_only(run_copy):
-    import shutil
-
     from wmlib.config import make_config
     from wmlib.vision import train_vision
-    from wmlib.viz import read_csv
+    from wmlib.io import read_csv
 
     d = run_copy("DoomTakeCover")
     shutil.rmtree(d / "vision")
@@ -119,3 +71,52 @@ def test_vae_episodes_trains_on_the_first_episodes_only(run_copy):
     train_vision(make_config("DoomTakeCover", "smoke", vae_episodes=1), d, progress=False)
     log = read_csv(d / "vision" / "log.csv")
     assert int(log["frames"][-1]) == len(episodes.load_episode(files[0])["frames"])
+
+
+def test_vision_resumes_and_reencodes(run_copy):
+    d = run_copy("DoomTakeCover")
+    wm("vision", "--data_dir", d, "--epochs", 2, "--quiet")
+    ckpt = torch.load(d / "vision/vision.pt", weights_only=True)
+    assert ckpt["epoch"] == 2
+    assert [r.split(",")[0] for r in (d / "vision/log.csv").read_text().splitlines()] == ["epoch", "1", "2"]
+    wm("memory", "--data_dir", d, "--quiet")
+    tag = json.loads(str(np.load(episodes.list_series(d)[0])["meta"]))["vision"]
+    assert tag.endswith(":2")  # series re-encoded with the newer V
+
+
+# -- analyses (notebook 04) ----------------------------------------------------------------------------------------
+
+
+def test_to_images_is_the_inverse_of_to_tensor():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(to_images(to_tensor(frames)), frames)
+
+
+def test_decode_is_vision_decoder_as_uint8_images(vision):
+    z = torch.randn(3, 32)
+    images = decode(vision, z.numpy())
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    with torch.no_grad():
+        expected = vision.decode(z).permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(images.astype(np.float64) - expected).max() <= 0.5 + 1e-3
+    assert decode(vision, z[0].numpy()).shape == (64, 64, 3)
+
+
+def test_interpolation_starts_and_ends_at_the_reconstructions(vision):
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    path = interpolate(vision, a, b, steps=5)
+    assert path.shape == (5, 64, 64, 3)
+    recon = reconstruct(vision, np.stack([a, b]))
+    assert np.array_equal(path[0], recon[0]) and np.array_equal(path[-1], recon[1])
+
+
+def test_latent_kl_and_sensitivity_are_per_dimension(vision):
+    frames = np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    kl = latent_kl(vision, frames)
+    assert kl.shape == (32,) and np.all(kl >= -1e-6)
+    mu, logvar = encode(vision, frames)
+    total = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar))).sum(1).mean()
+    assert kl.sum() == pytest.approx(total, rel=1e-5)
+    sens = latent_sensitivity(vision, np.zeros(32))
+    assert sens.shape == (32,) and np.all(sens >= 0) and sens.max() > 0

@@ -7,7 +7,28 @@ The agent has three parts, named as in the paper:
 * Controller (C): a linear policy on [z, h], evolved with CMA-ES                  (:mod:`wmlib.controller`,
   :mod:`wmlib.evolution`), in the real game or inside M's dream                  (:mod:`wmlib.dream`)
 
-Every stage reads what the previous stage wrote into one run directory; :mod:`wmlib.cli` is the ``wm`` command.
+Every stage reads what the previous stage wrote into one run directory (:mod:`wmlib.rundir`), and data flows one
+way through the modules; each imports only from the lines below its own (pyproject.toml's import-linter contract):
+
+    cli | notebook                      the `wm` command; the notebooks' helpers and widgets
+    study                               experiments on a trained run (temperature, dream fidelity)
+    play | iterate | pretrained         `wm test`; iterative training; shipped agents
+    evolution                           CMA-ES over C
+    evaluators                          the evaluator factory
+    processes | distributed             local worker processes; Dask workers
+    cluster                             local Dask clusters on loopback
+    agent                               Agent, EvalSettings, run_jobs: what every evaluator runs
+    dream                               the one dream loop
+    controller                          C
+    memory                              M
+    vision                              V
+    rollouts                            the random policy
+    runlock                             one command at a time per run directory
+    rundir                              where every artifact lives
+    episodes                            the episode file format
+    config                              settings and presets
+    plots                               figures and GIFs (from arrays only)
+    io | seeding | games                atomic files; seeds; the two games
 """
 
 __version__ = "0.1.0"

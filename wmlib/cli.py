@@ -19,53 +19,62 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
 
-from .config import GAMES, PRESETS, Config, make_config, smoke_mode
+import torch
+
+from . import iterate, pretrained, rundir
+from .config import GAMES, PRESETS, Config, flag_name, make_config, smoke_mode
+from .evaluators import make_evaluator
+from .evolution import train_controller
 from .games import CARRACING_RENDERERS as RENDERERS
+from .memory import encode_episodes, train_memory
+from .play import score_agent
+from .rollouts import collect_rollouts
+from .runlock import run_lock
+from .vision import train_vision
 
 STAGES = ("rollouts", "vision", "memory", "controller", "test")
 
-# flag -> (Config field, type, help); grouped by the stage that reads them
+# (Config field, type, help), grouped by the stage that reads them; the flag is config.flag_name(field)
 FLAGS = {
     "rollouts": [
-        ("--num_rollouts", "num_rollouts", int, "random-policy episodes to collect"),
-        ("--max_frames", "max_frames", int, "longest random episode"),
-        ("--min_frames", "min_frames", int, "shorter random episodes are replaced"),
+        ("num_rollouts", int, "random-policy episodes to collect"),
+        ("max_frames", int, "longest random episode"),
+        ("min_frames", int, "shorter random episodes are replaced"),
     ],
     "vision": [
-        ("--z_dim", "z_dim", int, "latent size N_z"),
-        ("--epochs", "vae_epochs", int, "V training epochs"),
-        ("--vae_batch", "vae_batch", int, "V batch size"),
-        ("--vae_lr", "vae_lr", float, "V learning rate"),
-        ("--vae_episodes", "vae_episodes", int, "train V on the first N episodes (0: all)"),
+        ("z_dim", int, "latent size N_z"),
+        ("vae_epochs", int, "V training epochs"),
+        ("vae_batch", int, "V batch size"),
+        ("vae_lr", float, "V learning rate"),
+        ("vae_episodes", int, "train V on the first N episodes (0: all)"),
     ],
     "memory": [
-        ("--hidden_dim", "hidden_dim", int, "LSTM units"),
-        ("--mixtures", "mixtures", int, "Gaussians per latent dimension"),
-        ("--rnn_steps", "rnn_steps", int, "M optimiser steps"),
-        ("--seq_len", "seq_len", int, "M training sequence length"),
-        ("--rnn_batch", "rnn_batch", int, "M batch size"),
-        ("--rnn_lr", "rnn_lr", float, "M learning rate"),
+        ("hidden_dim", int, "LSTM units"),
+        ("mixtures", int, "Gaussians per latent dimension"),
+        ("rnn_steps", int, "M optimiser steps"),
+        ("seq_len", int, "M training sequence length"),
+        ("rnn_batch", int, "M batch size"),
+        ("rnn_lr", float, "M learning rate"),
     ],
     "controller": [
-        ("--pop", "pop", int, "CMA-ES population (the reference's --lambda_)"),
-        ("--trials", "trials", int, "episodes per candidate"),
-        ("--sigma0", "sigma0", float, "CMA-ES initial step size"),
-        ("--generations", "generations", int, "CMA-ES generations"),
-        ("--eval_every", "eval_every", int, "score the CMA-ES mean every this many generations"),
-        ("--eval_episodes", "eval_episodes", int, "episodes for that score"),
-        ("--temperature", "temperature", float, "M's sampling temperature in the dream"),
-        ("--dream_max_len", "dream_max_len", int, "longest dream episode"),
-        ("--initial_z_noise", "initial_z_noise", float, "extra noise on the dream's first z"),
-        ("--done_threshold", "done_threshold", float, "dream ends when M's done probability passes this"),
-        ("--target_cumulative_reward", "target_cumulative_reward", float, "stop when the evaluated mean reaches it"),
+        ("pop", int, "CMA-ES population (the reference's --lambda_)"),
+        ("trials", int, "episodes per candidate"),
+        ("sigma0", float, "CMA-ES initial step size"),
+        ("generations", int, "CMA-ES generations"),
+        ("eval_every", int, "score the CMA-ES mean every this many generations"),
+        ("eval_episodes", int, "episodes for that score"),
+        ("temperature", float, "M's sampling temperature in the dream"),
+        ("dream_max_len", int, "longest dream episode"),
+        ("initial_z_noise", float, "extra noise on the dream's first z"),
+        ("done_threshold", float, "dream ends when M's done probability passes this"),
+        ("target_cumulative_reward", float, "stop when the evaluated mean reaches it"),
     ],
     "test": [
-        ("--max_steps", "max_steps", int, "longest real-game episode when training or testing C"),
+        ("max_steps", int, "longest real-game episode when training or testing C"),
     ],
 }
 
@@ -91,8 +100,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
     g = p.add_argument_group(stage)
-    for flag, field, typ, text in FLAGS[stage]:
-        g.add_argument(flag, dest=field, type=typ, help=text)
+    for field, typ, text in FLAGS[stage]:
+        g.add_argument(flag_name(field), dest=field, type=typ, help=text)
     if stage == "memory":
         g.add_argument("--predict_done", action=argparse.BooleanOptionalAction, default=None,
                        help="M also predicts the end of the episode")
@@ -134,11 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="play an agent kept in pretrained/NAME (or a directory made by python -m wmlib.pretrained) "
                                 "instead of a run of your own; "
                                 "it is copied into --data_dir (default runs/GAME-pretrained) first")
-    from .iterate import __doc__ as iterate_doc, add_arguments
-
     text = "real episodes by a run's controller join the data; M continues on them in a new run (paper Sec. 5)"
-    add_arguments(sub.add_parser("iterate", help=text, description=text, epilog=iterate_doc,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter))
+    iterate.add_arguments(sub.add_parser("iterate", help=text, description=text, epilog=iterate.__doc__,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
@@ -147,10 +154,7 @@ def resolve_config(args) -> tuple[Config, Path]:
     preset = args.preset
     data_dir = Path(args.data_dir) if args.data_dir else None
     if getattr(args, "pretrained", None):
-        from . import pretrained
-
-        src = pretrained.pretrained_dir(args.pretrained)
-        shipped = Config.from_dict(json.loads((src / "config.json").read_text()))
+        shipped = rundir.load_config(pretrained.pretrained_dir(args.pretrained))
         if args.game and args.game != shipped.game:
             raise ValueError(f"--pretrained {args.pretrained} plays {shipped.game}, but --game is {args.game}")
         if preset not in (None, shipped.preset):
@@ -159,15 +163,11 @@ def resolve_config(args) -> tuple[Config, Path]:
         data_dir = data_dir or Path("runs") / f"{shipped.game}-pretrained"
         pretrained.install(args.pretrained, data_dir)
     saved = None
-    if data_dir is not None and (data_dir / "config.json").exists():
-        path = data_dir / "config.json"
-        try:
-            saved = Config.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: not a valid run config ({exc})") from exc
+    if data_dir is not None and rundir.path(data_dir, rundir.CONFIG).exists():
+        saved = rundir.load_config(data_dir)
         if args.game and args.game != saved.game:
-            raise ValueError(f"{path}: this run directory is for {saved.game}, but --game is {args.game}; "
-                             "use another --data_dir")
+            raise ValueError(f"{rundir.path(data_dir, rundir.CONFIG)}: this run directory is for {saved.game}, but "
+                             f"--game is {args.game}; use another --data_dir")
     game = args.game or (saved.game if saved else None)
     if game is None:
         raise ValueError(f"--game is required for a new run directory (valid: {', '.join(GAMES)})")
@@ -178,39 +178,27 @@ def resolve_config(args) -> tuple[Config, Path]:
     if data_dir is None:
         data_dir = Path("runs") / f"{game}-{base.preset}"
     fields = {f.name for f in dataclasses.fields(Config)}
-    names = [field for group in FLAGS.values() for _, field, _, _ in group]
+    names = [field for group in FLAGS.values() for field, _, _ in group]
     names += ["seed", "workers", "renderer", "predict_done", "in_dream", "curriculum"]
     overrides = {n: getattr(args, n) for n in names if n in fields and getattr(args, n, None) is not None}
     if getattr(args, "rollouts", None) is not None:
         overrides["test_rollouts"] = args.rollouts
     if getattr(args, "record", None) is not None:
         overrides["record"] = args.record
-    cfg = dataclasses.replace(base, **overrides)
-    if cfg.game == "DoomTakeCover" and cfg.predict_done is False and cfg.in_dream:
-        raise ValueError("--in_dream for DoomTakeCover needs M's done head; drop --no-predict_done")
-    return cfg, data_dir
+    return dataclasses.replace(base, **overrides), data_dir  # Config checks every value, naming its flag
 
 
 def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
     progress = not args.quiet
     if stage == "rollouts":
-        from .rollouts import collect_rollouts
-
         collect_rollouts(cfg, data_dir, progress=progress)
-        print(f"episodes: {data_dir / 'episodes'}")
+        print(f"episodes: {rundir.path(data_dir, 'episodes')}")
     elif stage == "vision":
-        from .vision import train_vision
-
         print(f"vision: {train_vision(cfg, data_dir, progress=progress)}")
     elif stage == "memory":
-        from .memory import encode_episodes, train_memory
-
         encode_episodes(data_dir, progress=progress)
         print(f"memory: {train_memory(cfg, data_dir, progress=progress)}")
     elif stage == "controller":
-        from .evaluators import make_evaluator
-        from .evolution import train_controller
-
         evaluator, kind, scheduler = None, getattr(args, "evaluator", None), getattr(args, "scheduler", None)
         if scheduler or getattr(args, "tls", False):
             if kind not in (None, "dask"):
@@ -229,13 +217,11 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
             if evaluator is not None:
                 evaluator.close()
     elif stage == "test":
-        from .play import score_agent
-
         policy = getattr(args, "policy", "controller")
         result = score_agent(cfg, data_dir, record=cfg.record if args.command == "run" or args.record else 0,
                              policy=policy, progress=progress)
         print(f"{policy} score over {result['episodes']} episodes of {cfg.game}: "
-              f"{result['mean']:.1f} +- {result['std']:.1f}  ({data_dir / 'test'})")
+              f"{result['mean']:.1f} +- {result['std']:.1f}  ({rundir.path(data_dir, rundir.TEST)})")
         if args.command == "run":
             rnd = score_agent(cfg, data_dir, record=0, policy="random", progress=progress)
             print(f"random policy on the same episodes: {rnd['mean']:.1f} +- {rnd['std']:.1f}")
@@ -245,18 +231,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "iterate":
-        from .iterate import run
-
-        return run(args)
+        return iterate.run(args)
     try:
-        cfg, data_dir = resolve_config(args)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(data_dir / "config.json")
-        import torch
-
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-        for stage in STAGES if args.command == "run" else (args.command,):
-            run_stage(stage, cfg, data_dir, args)
+        cfg, data_dir = resolve_config(args)  # every value checked: a bad flag never reaches config.json
+        with run_lock(data_dir, "wm " + " ".join(argv if argv is not None else sys.argv[1:])):
+            cfg.save(rundir.path(data_dir, rundir.CONFIG))
+            torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+            for stage in STAGES if args.command == "run" else (args.command,):
+                run_stage(stage, cfg, data_dir, args)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"wm {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Where a number comes from is said next to it: **paper** (Ha & Schmidhuber 2018), **code** (the authors' original
 implementation, where it differs from the paper) or **ours** (a choice of this package, usually for speed).
-See shared/REFERENCE.md in the project notes for the paper's full table.
+The README's Presets section puts the four presets side by side.
 
 Presets:
 
@@ -12,24 +12,42 @@ Presets:
   V and M steps than the paper, the paper's architecture, CMA-ES and dream.
 * ``paper``: the paper's numbers. V trains 10 epochs (code; the paper says 1), Doom's temperature is 1.15 (paper; the
   code used 1.25).
+
+Every value is checked when a Config is made (:data:`RULES`): a bad one raises ValueError naming the ``wm`` flag
+that sets it (:func:`flag_name`), before it can reach a run's config.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, Callable, NamedTuple
 
-from .games import GAMES, check_game
+from .games import CARRACING_RENDERERS, GAMES, check_game
+from .io import atomic_write_text
 
 PRESETS = ("smoke", "small", "reproduce", "paper")
 SMOKE_ENV = "WM_SMOKE"  # the one smoke switch, honoured by every notebook and by `wm`
 
 
+# The `wm` flag that sets a field, where it is not simply ``--<field>``.
+FIELD_FLAGS = {"vae_epochs": "--epochs", "test_rollouts": "--rollouts"}
+
+
 def smoke_mode() -> bool:
     """True when the environment asks for the tiny scale (``WM_SMOKE=1``)."""
     return os.environ.get(SMOKE_ENV, "0") == "1"
+
+
+def flag_name(field: str) -> str:
+    """The `wm` command-line flag that sets ``field``: error messages speak in flags, the user's words."""
+    if field not in {f.name for f in dataclasses.fields(Config)}:
+        raise ValueError(f"unknown setting {field!r}")
+    return FIELD_FLAGS.get(field, f"--{field}")
 
 
 @dataclass
@@ -136,6 +154,19 @@ class Config:
     record: int = 3
     """GIFs written by `wm test --record` (ours)."""
 
+    def __post_init__(self) -> None:
+        """Check every field against :data:`RULES`, so a bad value fails here, naming its flag, instead of being
+        saved in a run's config.json and failing hours later deep inside a stage."""
+        for field, rule in RULES.items():
+            value = getattr(self, field)
+            if not rule.check(value, self):
+                expected = rule.expected.format_map(vars(self))
+                raise ValueError(f"{flag_name(field)} must be {expected}, got {value!r}")
+            setattr(self, field, rule.convert(value))
+        for check, message in JOINT_RULES:
+            if not check(self):
+                raise ValueError(message)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["curriculum"] = list(self.curriculum) if self.curriculum else None
@@ -144,15 +175,133 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        if d.get("curriculum"):
-            d["curriculum"] = tuple(d["curriculum"])
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k in names})  # keys of older versions are ignored
 
     def save(self, path) -> None:
-        from .io import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+
+# --- what a valid value is ------------------------------------------------------------------------------------
+
+
+class Rule(NamedTuple):
+    """A field's valid values. ``expected`` completes "--flag must be ..."; ``{name}`` in it shows another field's
+    value. ``convert`` stores an accepted value as a plain Python value (a numpy integer becomes an int), so that
+    config.json can always be written."""
+
+    check: Callable[[Any, Config], bool]
+    expected: str
+    convert: Callable[[Any], Any] = lambda value: value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)  # True is an int to Python, not to us
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low: int, high: str | None = None) -> Rule:
+    """An integer >= low, and <= the field named ``high`` when given."""
+    if high is None:
+        return Rule(lambda v, c: _is_int(v) and v >= low, f"an integer >= {low}", int)
+    return Rule(lambda v, c: _is_int(v) and low <= v <= getattr(c, high),
+                f"an integer from {low} to {flag_name(high)} ({{{high}}})", int)
+
+
+def number(low: float, high: float | None = None, *, open_low: bool = False, open_high: bool = False) -> Rule:
+    """A finite number from low (excluded with open_low) up to high (excluded with open_high), if given."""
+    def check(v, c) -> bool:
+        if not _is_number(v) or v < low or (open_low and v == low):
+            return False
+        return high is None or v < high or (v == high and not open_high)
+
+    if high is None:
+        expected = f"a number {'>' if open_low else '>='} {low:g}"
+    else:
+        expected = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    return Rule(check, expected, float)
+
+
+def one_of(choices: tuple[str, ...]) -> Rule:
+    return Rule(lambda v, c: v in choices, f"one of {', '.join(choices)}")
+
+
+def _is_curriculum(value) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(x) for x in value):
+        return False
+    return value[0] >= 1 and value[1] >= 0
+
+
+SWITCH = Rule(lambda v, c: isinstance(v, bool), "True or False")
+CURRICULUM = Rule(lambda v, c: _is_curriculum(v), "two integers START,STEP with START >= 1 and STEP >= 0 (or None)",
+                  lambda v: None if v is None else (int(v[0]), int(v[1])))
+OPTIONAL_NUMBER = Rule(lambda v, c: v is None or _is_number(v), "None or a finite number",
+                       lambda v: None if v is None else float(v))
+
+# Every field's valid values, checked in this order by Config.__post_init__. A bound that is another field
+# ("max_frames" for min_frames) comes after that field, so it has been checked first.
+RULES: dict[str, Rule] = {
+    "game": one_of(GAMES),
+    "preset": one_of(PRESETS),
+    "seed": integer(0),
+    # rollouts
+    "num_rollouts": integer(1),
+    "max_frames": integer(1),
+    "min_frames": integer(0, high="max_frames"),
+    "hold_max": integer(1),
+    "hold_min": integer(1, high="hold_max"),
+    "renderer": one_of(CARRACING_RENDERERS),
+    "workers": integer(1),
+    # V
+    "z_dim": integer(1),
+    "vae_epochs": integer(1),
+    "vae_batch": integer(1),
+    "vae_lr": number(0, open_low=True),
+    "kl_tolerance": number(0),
+    "vae_episodes": integer(0),  # 0 = all
+    "vae_buffer_episodes": integer(1),
+    # M
+    "hidden_dim": integer(1),
+    "mixtures": integer(1),
+    "predict_done": SWITCH,
+    "restart_flag": SWITCH,
+    "done_weight": number(0, open_low=True),
+    "seq_len": integer(1),
+    "rnn_batch": integer(1),
+    "rnn_steps": integer(0),
+    "rnn_lr": number(0, open_low=True),
+    "rnn_lr_decay": number(0, 1, open_low=True),
+    "grad_clip": number(0, open_low=True),
+    # C
+    "pop": integer(2),  # CMA-ES needs two candidates to rank
+    "trials": integer(1),
+    "sigma0": number(0, open_low=True),
+    "generations": integer(0),
+    "eval_every": integer(1),
+    "eval_episodes": integer(1),
+    "max_steps": integer(1),
+    "in_dream": SWITCH,
+    "temperature": number(0, open_low=True),  # sampling divides M's mixture logits by it
+    "dream_max_len": integer(1),
+    "initial_z_noise": number(0),
+    "done_threshold": number(0, 1, open_low=True, open_high=True),
+    "curriculum": CURRICULUM,
+    "target_cumulative_reward": OPTIONAL_NUMBER,
+    # test
+    "test_rollouts": integer(1),
+    "record": integer(0),
+}
+
+# Rules on several fields together: (check, message).
+JOINT_RULES: list[tuple[Callable[[Config], bool], str]] = [
+    (lambda c: not (c.game == "DoomTakeCover" and c.in_dream and not c.predict_done),
+     "--in_dream for DoomTakeCover needs M's done head to end dream episodes; drop --no-predict_done, "
+     "or train in the real game with --no-in_dream"),
+]
 
 
 # The paper's per-game numbers (shared/REFERENCE.md).
@@ -231,4 +380,5 @@ def make_config(game: str, preset: str = "small", **overrides) -> Config:
     return Config(**values)
 
 
-__all__ = ["Config", "GAMES", "PRESETS", "SMOKE_ENV", "make_config", "smoke_mode"]
+__all__ = ["Config", "FIELD_FLAGS", "GAMES", "PRESETS", "RULES", "SMOKE_ENV", "flag_name", "make_config",
+           "smoke_mode"]

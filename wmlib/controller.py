@@ -5,17 +5,21 @@
 | CarRacing-v3  | [z, h]  (288)  | tanh(W [z h] + b), 3 numbers    | 288 * 3 + 3 = 867  (paper)      |
 | DoomTakeCover | [z, c, h] (1088) | tanh(W [z c h]), 1 number, no bias | 1088 * 1 = 1088 (paper)     |
 
-The outputs become game actions in :func:`wmlib.games.controller_to_action`.
+The outputs become game actions in :func:`wmlib.games.controller_to_action`. :mod:`wmlib.evolution` trains the
+parameters and writes ``controller/controller.pt``; :func:`load_controller` reads it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import rundir
 from .games import check_game
+from .io import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,13 @@ class ControllerSpec:
     def act(w: torch.Tensor, b: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """tanh(W x + b) for a batch where every row has its own W and b: (B, n_out)."""
         return torch.tanh(torch.bmm(w, feats.unsqueeze(-1)).squeeze(-1) + b)
+
+
+def load_controller(data_dir_or_file) -> tuple[np.ndarray, dict]:
+    """The run's chosen controller parameters (float32) and its checkpoint record (spec, generation, path, ...)."""
+    path = Path(data_dir_or_file)
+    if path.is_dir():
+        path = rundir.path(path, rundir.CONTROLLER)
+    ckpt = load_checkpoint(path, "controller checkpoint")
+    ckpt["path"] = str(path)
+    return ckpt["params"].numpy().astype(np.float32), ckpt

@@ -48,17 +48,15 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
+import torch
 
-from .evaluators import REAL_ENVS_PER_BATCH, Agent, EvalSettings, Evaluator, run_jobs, split_evenly
+from .agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, Evaluator, run_jobs, split_evenly
+from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
 
 try:
     import dask
@@ -69,8 +67,6 @@ except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependen
     raise ImportError("the Dask evaluator needs dask.distributed: pip install 'dask[distributed]'") from exc
 
 logger = logging.getLogger(__name__)
-
-LOOPBACK = "127.0.0.1"
 
 
 # -- on the workers -------------------------------------------------------------------------------------------
@@ -135,8 +131,6 @@ def _prepare_process() -> None:
     global _PROCESS_READY
     if _PROCESS_READY:
         return
-    import torch
-
     torch.set_num_threads(1)  # one thread per task: a worker's threads and its neighbours' do not compete
     if os.environ.get("MALLOC_TRIM_THRESHOLD_") is not None:
         try:
@@ -150,8 +144,6 @@ def _prepare_process() -> None:
 
 def _score(token: str, settings: EvalSettings, jobs) -> list[np.ndarray]:
     """A Dask task: score ``jobs`` with the worker's cached agent."""
-    import torch
-
     _prepare_process()
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
@@ -218,56 +210,6 @@ def _assemble(jobs, tasks, results) -> list[np.ndarray]:
     return [np.concatenate(p) if p else np.zeros(0) for p in parts]
 
 
-# -- security and local clusters ---------------------------------------------------------------------------------
-def local_security() -> Security:
-    """A :class:`distributed.Security` with a temporary self-signed certificate, kept in memory, for every role.
-
-    Uses ``cryptography`` (:meth:`Security.temporary`) when installed, else the ``openssl`` command.
-    """
-    try:
-        return Security.temporary()
-    except ImportError:
-        pass
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise RuntimeError("TLS for a local cluster needs the `cryptography` package (pip install cryptography) "
-                           "or the `openssl` command")
-    with tempfile.TemporaryDirectory(prefix="wm-tls-") as tmp:
-        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
-        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-                        "-subj", "/CN=dask-internal", "-addext", "subjectAltName=DNS:dask-internal",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
-        k, c = key.read_text(), cert.read_text()
-    return Security(require_encryption=True, tls_ca_file=c, tls_client_key=k, tls_client_cert=c,
-                    tls_scheduler_key=k, tls_scheduler_cert=c, tls_worker_key=k, tls_worker_cert=c)
-
-
-def _has_bokeh() -> bool:
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def local_cluster(workers: int = 2, security: Security | None = None, **kwargs):
-    """A :class:`distributed.LocalCluster` of ``workers`` one-thread processes that listens on 127.0.0.1 only.
-
-    The dashboard (when bokeh is installed) is on 127.0.0.1 too, on a free port; with ``security`` every connection
-    is TLS. Extra keyword arguments go to LocalCluster.
-    """
-    # The scheduler's HTTP server (the dashboard, or a page asking for bokeh) runs either way: keep it on loopback.
-    options = dict(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, host=LOOPBACK,
-                   dashboard_address=f"{LOOPBACK}:0")
-    if security is not None:
-        options.update(security=security, protocol="tls://")
-    options.update(kwargs)
-    # Dask's nanny would also put MALLOC_TRIM_THRESHOLD_ into this process's environment (and so into every
-    # process started from here later); the workers do not need it (see _prepare_process).
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        return distributed.LocalCluster(**options)
-
-
 def default_timeout() -> float:
     """Seconds a lost scheduler (or a cluster without workers) is waited for: Dask's connect timeout."""
     return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
@@ -327,7 +269,7 @@ class DaskEvaluator(Evaluator):
     @property
     def dashboard_link(self) -> str:
         """The dashboard's address, or '' when it is off (the dashboard needs bokeh)."""
-        if not _has_bokeh():
+        if not has_bokeh():
             return ""
         try:
             return self.client.dashboard_link or ""

@@ -10,13 +10,15 @@ Batch tensors (B episodes still running):
 |----------|--------------|------------------------------------------------------------------------|
 | z        | (B, N_z)     | current latent, drawn from M's mixture with temperature tau             |
 | h, c     | (B, H)       | LSTM state                                                             |
-| w, b     | (B, out, in), (B, out) | each episode's controller weights                            |
+| w, b     | (B, out, in), (B, out) | each episode's controller weights (or given actions (B, T, A)) |
 | keys     | (B,)         | per-episode random keys (wmlib.seeding)                                |
 | index    | (B,) numpy   | which of the original episodes each row is                             |
 
-Reward: +1 per step survived (Doom Take Cover). An episode ends when M's done probability exceeds done_threshold
-or after max_len steps. The first z is drawn from the stored mu/logvar of a real first frame (chosen per episode by
-its seed), plus optional extra noise (initial_z_noise).
+One loop, :func:`dream`, runs every dream: the batched dreams of training (:func:`dream_rollouts`) and the single
+traced dream a notebook plays (:func:`dream_episode`). Reward: +1 per step survived (Doom Take Cover). An episode
+ends when M's done probability exceeds done_threshold or after max_len steps. In training, the first z is drawn
+from the stored mu/logvar of a real first frame (chosen per episode by its seed), plus optional extra noise
+(initial_z_noise).
 
 Cost: two matrix products make up most of a step, M's four LSTM gates ((B, N_z + 2 + H) x (N_z + 2 + H, 4H)) and
 its mixture head ((B, H) x (H, 3 N_z K + 1)): 3.4 GFLOP per step for the paper's Doom sizes with the 1024 episodes
@@ -29,38 +31,112 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import Config
 from .controller import ControllerSpec
 from .games import controller_to_action
 from .memory import Memory, sample_mixture
-from .seeding import episode_keys, normal, uniform
-
-# The step of the per-episode random numbers used before the first step (M's sampling uses steps >= 0).
-_INIT_STEP = -1
+from .seeding import FIRST_FRAME, FIRST_Z, FIRST_Z_NOISE, INIT_STEP, episode_keys, normal, uniform
 
 
 def initial_latents(keys, pool_mu, pool_logvar, noise: float = 0.0) -> torch.Tensor:
     """First z of each episode: a real first frame's mu + sigma * eps (+ noise * eps'), chosen by the key."""
     pool_mu, pool_logvar = torch.as_tensor(pool_mu), torch.as_tensor(pool_logvar)
-    pick = (uniform(keys, _INIT_STEP, 0, 1)[:, 0] * len(pool_mu)).long().clamp(max=len(pool_mu) - 1)
+    pick = (uniform(keys, INIT_STEP, FIRST_FRAME, 1)[:, 0] * len(pool_mu)).long().clamp(max=len(pool_mu) - 1)
     n = pool_mu.shape[1]
-    z = pool_mu[pick] + torch.exp(0.5 * pool_logvar[pick]) * normal(keys, _INIT_STEP, 1, n)
+    z = pool_mu[pick] + torch.exp(0.5 * pool_logvar[pick]) * normal(keys, INIT_STEP, FIRST_Z, n)
     if noise > 0:
-        z = z + noise * normal(keys, _INIT_STEP, 2, n)
+        z = z + noise * normal(keys, INIT_STEP, FIRST_Z_NOISE, n)
     return z
 
 
 @torch.inference_mode()
+def dream(memory: Memory, z: torch.Tensor, keys: torch.Tensor, max_len: int,
+          temperature: float = Config.temperature, *,
+          spec: ControllerSpec | None = None, params=None, actions=None,
+          done_threshold: float = Config.done_threshold,
+          detect_done: bool = True, trace: bool = False) -> tuple[np.ndarray, list[dict] | None]:
+    """THE dream loop: E episodes inside M, from first latents ``z`` (E, N_z), advanced together as one batch.
+
+    Actions come from a controller (``spec`` and ``params`` (E, n_params): C acts on [z h] or [z c h]) or are
+    given (``actions`` (E, T, A), e.g. a real episode's, to put a dream beside it). Per step, for the B episodes
+    still running: C acts (one batched matrix product), M takes one LSTM step with its weights arranged once
+    (:meth:`Memory.step_weights`), z is drawn from the mixture at ``temperature`` with the episodes' own random
+    numbers (``keys``, :mod:`wmlib.seeding`), and, with ``detect_done`` and a done head, the episodes whose done
+    probability passed ``done_threshold`` are dropped from the batch.
+
+    Returns (lengths (E,), traces): ``traces`` (with ``trace``) holds per episode its z (T+1, N_z) with z[0] the
+    first, actions (T, A), done_prob (T,) (None without a done head: M's probability that the game ends after
+    action t) and length T; None otherwise.
+    """
+    e = len(z)
+    if actions is not None:
+        actions = torch.as_tensor(np.asarray(actions, np.float32))
+        max_len = min(int(max_len), actions.shape[1])
+    elif spec is None or params is None:
+        raise ValueError("a dream needs actions: pass a controller (spec and params) or the actions to take")
+    else:
+        w, b = spec.unflatten(params)
+        if len(w) != e:
+            raise ValueError(f"{len(w)} parameter vectors for {e} episodes")
+    rows = {"z": z, "keys": keys}  # the per-episode tensors that lose the rows of finished episodes
+    if actions is not None:
+        rows["actions"] = actions
+    else:
+        rows["w"], rows["b"] = w, b
+    h, c = memory.initial_state(e)
+    weights = memory.step_weights()
+    restart = torch.ones(e)
+    index = np.arange(e)  # which episode each row is
+    lengths = np.full(e, max_len, np.int64)  # episodes still running at the end lasted every step
+    traces = [dict(z=[z[i].clone()], actions=[], done_prob=[]) for i in range(e)] if trace else None
+    detect_done = detect_done and memory.predict_done
+    threshold = float(done_threshold)
+    z, keys = rows["z"], rows["keys"]
+    for t in range(max_len):
+        if actions is not None:
+            action = rows["actions"][:, t]
+        else:
+            action = controller_to_action(spec.game, spec.act(rows["w"], rows["b"], spec.features(z, h, c)))
+        mdn, h, c = memory.step(z, action, restart, h, c, weights)
+        if t == 0:
+            restart = torch.zeros(e)
+        z = sample_mixture(mdn, temperature, keys, t)
+        if trace:
+            p = torch.sigmoid(mdn.done_logit) if memory.predict_done else None
+            for j, i in enumerate(index):
+                traces[i]["z"].append(z[j].clone())
+                traces[i]["actions"].append(action[j].clone())
+                if p is not None:
+                    traces[i]["done_prob"].append(float(p[j]))
+        if not detect_done:
+            continue
+        done = torch.sigmoid(mdn.done_logit) > threshold
+        if bool(done.any()):
+            lengths[index[done.numpy()]] = t + 1  # this step counts: the episode ended after it
+            keep = (~done).nonzero().squeeze(1)
+            if len(keep) == 0:
+                break
+            rows["z"], rows["keys"] = z, keys
+            rows = {k: v.index_select(0, keep) for k, v in rows.items()}
+            z, keys = rows["z"], rows["keys"]
+            h, c, restart = (x.index_select(0, keep) for x in (h, c, restart))
+            index = index[keep.numpy()]
+    if trace:
+        traces = [dict(z=torch.stack(tr["z"]).numpy(), actions=torch.stack(tr["actions"]).numpy(),
+                       done_prob=np.array(tr["done_prob"]) if memory.predict_done else None,
+                       length=len(tr["actions"])) for tr in traces]
+    return lengths, traces
+
+
 def dream_rollouts(memory: Memory, spec: ControllerSpec, params, seeds, pool_mu, pool_logvar,
-                   temperature: float = 1.15, max_len: int = 2100, done_threshold: float = 0.5,
-                   initial_z_noise: float = 0.0, detect_done: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Run one dream episode per row of ``params`` (E, n_params) with ``seeds`` (E,); returns (scores, lengths).
+                   temperature: float = Config.temperature, max_len: int = Config.dream_max_len,
+                   done_threshold: float = Config.done_threshold, initial_z_noise: float = Config.initial_z_noise, detect_done: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Score controllers in the dream: one episode per row of ``params`` (E, n_params) with ``seeds`` (E,);
+    returns (scores, lengths).
 
-    Scores are the dream's cumulative reward: +1 per step survived. ``detect_done=False`` ignores M's done head,
-    so every episode lasts ``max_len`` steps (the most a generation can cost).
-
-    Per step, for the B episodes still running: C acts on [z c h] (one batched matrix product), M takes one LSTM
-    step with its weights arranged once per call (:meth:`Memory.step_weights`), z is drawn from the mixture with
-    the episodes' own random numbers, and the rows of episodes that just ended are dropped.
+    Each episode starts from a stored first frame picked by its seed (:func:`initial_latents`). Scores are the
+    dream's cumulative reward: +1 per step survived. ``detect_done=False`` ignores M's done head, so every
+    episode lasts ``max_len`` steps (the most a generation can cost).
     """
     if spec.game != "DoomTakeCover" or not memory.predict_done:
         raise ValueError(
@@ -68,33 +144,32 @@ def dream_rollouts(memory: Memory, spec: ControllerSpec, params, seeds, pool_mu,
             "DoomTakeCover (+1 per step survived). For CarRacing, train the controller in the real game "
             "(drop --in_dream)"
         )
-    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    e = len(seeds)
-    w, b = spec.unflatten(params)
-    if len(w) != e:
-        raise ValueError(f"{len(w)} parameter vectors for {e} episodes")
-    keys = episode_keys(seeds)
+    keys = episode_keys(np.asarray(seeds, dtype=np.int64).reshape(-1))
     z = initial_latents(keys, pool_mu, pool_logvar, initial_z_noise)
-    h, c = memory.initial_state(e)
-    weights = memory.step_weights()
-    restart = torch.ones(e)
-    index = np.arange(e)  # which episode each row is
-    lengths = np.full(e, max_len, np.int64)  # episodes still running at the end survived every step
-    threshold = float(done_threshold)
-    for t in range(max_len):
-        action = controller_to_action(spec.game, spec.act(w, b, spec.features(z, h, c)))
-        mdn, h, c = memory.step(z, action, restart, h, c, weights)
-        if t == 0:
-            restart = torch.zeros(e)
-        z = sample_mixture(mdn, temperature, keys, t)
-        if not detect_done:
-            continue
-        done = torch.sigmoid(mdn.done_logit) > threshold
-        if bool(done.any()):
-            lengths[index[done.numpy()]] = t + 1  # reward: +1 for every step survived, this one included
-            keep = (~done).nonzero().squeeze(1)
-            if len(keep) == 0:
-                break
-            z, h, c, w, b, keys, restart = (x.index_select(0, keep) for x in (z, h, c, w, b, keys, restart))
-            index = index[keep.numpy()]
+    lengths, _ = dream(memory, z, keys, max_len, temperature, spec=spec, params=params,
+                       done_threshold=done_threshold, detect_done=detect_done)
     return lengths.astype(np.float64), lengths
+
+
+def dream_episode(memory: Memory, z0, actions=None, controller=None, temperature: float = Config.temperature,
+                  max_len: int | None = None, seed: int = 0, done_threshold: float = Config.done_threshold,
+                  stop_at_done: bool = False) -> dict:
+    """One dream from the first latent ``z0``, every step kept for display (the dream player of notebook 05).
+
+    Actions come from ``actions`` (T, A), e.g. a real episode's, or from ``controller`` = (params, ControllerSpec).
+    The same loop and random numbers as a dream in training (:func:`dream`), so with the same first z,
+    controller and seed, ``stop_at_done`` gives the same episode length. Returns z (T+1, N) with z[0] = z0,
+    actions (T, A), done_prob (T,) (None without a done head) and length T.
+    """
+    if actions is None and controller is None:
+        raise ValueError("a dream needs actions: pass a real episode's actions or controller=(params, spec)")
+    if actions is not None:
+        actions = np.asarray(actions, np.float32).reshape(1, len(actions), -1)
+        max_len = actions.shape[1] if max_len is None else min(max_len, actions.shape[1])
+    elif max_len is None:
+        raise ValueError("a controller-driven dream needs max_len")
+    spec, params = (None, None) if controller is None else (controller[1], controller[0])
+    z = torch.as_tensor(np.asarray(z0, np.float32)).reshape(1, -1)
+    _, traces = dream(memory, z, episode_keys([int(seed)]), int(max_len), temperature, spec=spec, params=params,
+                      actions=actions, done_threshold=done_threshold, detect_done=stop_at_done, trace=True)
+    return traces[0]

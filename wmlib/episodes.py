@@ -23,6 +23,8 @@ import numpy as np
 
 from .io import atomic_save
 
+EPISODES = "episodes"  # a run directory's folder of episode files
+SERIES = "series"  # and of their encodings
 EPISODE_KEYS = ("frames", "actions", "rewards", "dones")
 SERIES_KEYS = ("mu", "logvar", "actions", "rewards", "dones")
 
@@ -32,11 +34,11 @@ class EpisodeError(ValueError):
 
 
 def episodes_dir(data_dir) -> Path:
-    return Path(data_dir) / "episodes"
+    return Path(data_dir) / EPISODES
 
 
 def series_dir(data_dir) -> Path:
-    return Path(data_dir) / "series"
+    return Path(data_dir) / SERIES
 
 
 def episode_path(data_dir, index: int) -> Path:

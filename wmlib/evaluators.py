@@ -1,283 +1,19 @@
-"""Scoring controllers: one interface, several ways to run it.
+"""Where a population is scored: one interface (:class:`wmlib.agent.Evaluator`), three places to run it.
 
-A *job* is one controller (a flat parameter vector) and the seeds of the episodes to play with it; the result of
-a job is one score per seed. A candidate's fitness is the mean of its job's scores. Evaluators take a list of jobs
-and return the scores in the same order:
+| kind        | class                                        | where the jobs run                                   |
+|-------------|----------------------------------------------|------------------------------------------------------|
+| inprocess   | :class:`wmlib.agent.InProcessEvaluator`      | this process (the batched dream: all jobs one batch) |
+| processes   | :class:`wmlib.processes.ProcessPoolEvaluator`| local worker processes, one torch thread each        |
+| dask        | :class:`wmlib.distributed.DaskEvaluator`     | the workers of a Dask cluster                        |
 
-* :class:`InProcessEvaluator` runs everything in this process (the batched dream puts ALL jobs in one batch).
-* :class:`ProcessPoolEvaluator` spreads jobs over local worker processes (one torch thread each).
-* :class:`wmlib.distributed.DaskEvaluator` sends them to the workers of a Dask cluster.
-
-Every episode's seed comes from :func:`wmlib.seeding.episode_seed`, and real-game episodes are independent of each
-other, so a real-game generation gives identical scores whichever evaluator runs it. A dream batch gives identical
-scores too, as long as the candidates are batched the same way (otherwise they agree up to float rounding).
+Defaults: the batched dream in-process, the real game in local worker processes. Every kind gives a real-game
+generation the same fitness values (:mod:`wmlib.agent`).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-import torch
-
-from . import episodes
-from .controller import ControllerSpec
-from .dream import dream_rollouts
-from .games import controller_to_action, make_env
-from .memory import Memory, check_compatible, load_memory
-from .seeding import episode_keys, normal
-from .vision import Vision, load_vision, to_tensor
-
-REAL_ENVS_PER_BATCH = 16  # real games stepped in lockstep by one process (their V/M/C steps are batched)
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How to play a job's episodes."""
-
-    mode: str = "real"
-    """'real' (the game) or 'dream' (inside M)."""
-    max_len: int = 1000
-    """Longest episode in steps."""
-    temperature: float = 1.0
-    done_threshold: float = 0.5
-    initial_z_noise: float = 0.0
-    renderer: str = "fast"
-
-
-class Agent:
-    """V + M (+ the dream's pool of first frames) and the controller spec: what a worker needs to score jobs."""
-
-    def __init__(self, game: str, vision, memory, pool_mu=None, pool_logvar=None):
-        self.game, self.vision, self.memory = game, vision, memory
-        self.spec = ControllerSpec(game, memory.z_dim, memory.hidden_dim)
-        self.pool_mu, self.pool_logvar = pool_mu, pool_logvar
-        self._envs = []
-
-    @classmethod
-    def from_run(cls, data_dir, game: str | None = None, with_pool: bool = True) -> "Agent":
-        vision, vckpt = load_vision(data_dir)
-        memory, mckpt = load_memory(data_dir)
-        check_compatible(vckpt, mckpt)
-        run_game = mckpt["config"]["game"]
-        if game is not None and game != run_game:
-            raise ValueError(f"{mckpt['path']}: trained on {run_game}, but --game is {game}")
-        pool_mu = pool_logvar = None
-        if with_pool and run_game == "DoomTakeCover":
-            from .pretrained import load_initial_z
-
-            files = episodes.list_series(data_dir)
-            pool = load_initial_z(data_dir)  # a pretrained agent ships its first frames' codes in one file
-            if pool is not None:
-                pool_mu, pool_logvar = pool
-            elif files:
-                firsts = [episodes.load_series(f) for f in files]
-                pool_mu = np.stack([s["mu"][0] for s in firsts])
-                pool_logvar = np.stack([s["logvar"][0] for s in firsts])
-        return cls(run_game, vision, memory, pool_mu, pool_logvar)
-
-    def state(self) -> dict:
-        """Everything needed to rebuild this agent elsewhere, as plain values and numpy arrays (picklable)."""
-        arrays = lambda model: {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}  # noqa: E731
-        return dict(game=self.game, vision_z_dim=self.vision.z_dim, vision=arrays(self.vision),
-                    memory_arch=self.memory.arch(), memory=arrays(self.memory),
-                    pool_mu=self.pool_mu, pool_logvar=self.pool_logvar)
-
-    @classmethod
-    def from_state(cls, state: dict) -> "Agent":
-        """The agent that :meth:`state` describes (in eval mode, with no game environment open yet)."""
-        tensors = lambda arrays: {k: torch.tensor(np.asarray(v)) for k, v in arrays.items()}  # noqa: E731
-        vision = Vision(int(state["vision_z_dim"]))
-        vision.load_state_dict(tensors(state["vision"]))
-        memory = Memory(**state["memory_arch"])
-        memory.load_state_dict(tensors(state["memory"]))
-        return cls(state["game"], vision.eval(), memory.eval(), state["pool_mu"], state["pool_logvar"])
-
-    # -- real game -------------------------------------------------------------------------------------------
-    def envs(self, n: int, settings: EvalSettings):
-        """n game environments, made once and reused."""
-        while len(self._envs) < n:
-            self._envs.append(make_env(self.game, max_steps=None, renderer=settings.renderer))
-        return self._envs[:n]
-
-    def close(self):
-        for env in self._envs:
-            env.close()
-        self._envs = []
-
-    def play(self, params, seeds, settings: EvalSettings, record: bool = False):
-        """Play one real episode per seed with one controller, all in lockstep. Returns (scores, lengths, frames).
-
-        Each step: V encodes the frames of the running games in one batch (z = mu + sigma * eps, eps from the
-        episode's own seed), C acts on [z, h] ([z, c, h] for Doom), M advances h with (z, a). M's weights are
-        arranged once per call (:meth:`Memory.step_weights`), and a game that ends drops out of the batch.
-        ``frames`` (when ``record``) holds each episode's observations, the last one included.
-        """
-        scores, lengths, frames, _ = self._play(params, seeds, settings, record, trace=False)
-        return scores, lengths, frames
-
-    def play_episodes(self, params, seeds, settings: EvalSettings) -> list[dict]:
-        """:meth:`play`, keeping each episode whole: frames (the one each action was chosen on), actions,
-        rewards and dones, as random rollouts store them (so V and M can learn from them)."""
-        _, _, frames, traces = self._play(params, seeds, settings, record=True, trace=True)
-        return [dict(frames=np.stack(f[:-1]), actions=np.stack(t["actions"]).astype(np.float32),
-                     rewards=np.array(t["rewards"], np.float32), dones=np.array(t["dones"], bool))
-                for f, t in zip(frames, traces)]
-
-    @torch.inference_mode()
-    def _play(self, params, seeds, settings: EvalSettings, record: bool, trace: bool):
-        seeds = [int(s) for s in seeds]
-        n = len(seeds)
-        envs = self.envs(n, settings)
-        spec = self.spec
-        w, b = spec.unflatten(params)
-        w, b = w.expand(n, -1, -1).contiguous(), b.expand(n, -1).contiguous()
-        keys = episode_keys(seeds)
-        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
-        h, c = self.memory.initial_state(n)
-        weights = self.memory.step_weights()
-        restart = torch.ones(n)
-        idx = np.arange(n)  # the games still running; row j of the batch is game idx[j]
-        scores, lengths = np.zeros(n), np.zeros(n, np.int64)
-        frames = [[o.copy()] for o in obs] if record else None  # rows of obs are overwritten below
-        traces = [dict(actions=[], rewards=[], dones=[]) for _ in seeds] if trace else None
-        for t in range(settings.max_len):
-            mu, logvar = self.vision.encode(to_tensor(obs[idx]))
-            z = mu + torch.exp(0.5 * logvar) * normal(keys, t, 7, mu.shape[1])
-            action = controller_to_action(self.game, spec.act(w, b, spec.features(z, h, c)))
-            _, h, c = self.memory.step(z, action, restart, h, c, weights, head=False)  # C needs h, c only
-            restart = torch.zeros(len(idx))
-            action_np = action.numpy()
-            running = np.ones(len(idx), bool)
-            for j, i in enumerate(idx):
-                o, r, terminated, truncated, _ = envs[i].step(action_np[j])
-                obs[i] = o
-                scores[i] += r
-                lengths[i] += 1
-                if record:
-                    frames[i].append(o)
-                if trace:
-                    traces[i]["actions"].append(action_np[j].copy())
-                    traces[i]["rewards"].append(r)
-                    traces[i]["dones"].append(terminated)
-                if terminated or truncated:
-                    running[j] = False
-            if not running.all():
-                if not running.any():
-                    break
-                keep = torch.as_tensor(np.flatnonzero(running))
-                w, b, h, c, keys, restart = (x[keep] for x in (w, b, h, c, keys, restart))
-                idx = idx[running]
-        return scores, lengths, frames, traces
-
-
-def run_jobs(agent: Agent, settings: EvalSettings, jobs) -> list[np.ndarray]:
-    """Score ``jobs`` [(params, seeds), ...] -> [scores array per job]. The heart of every evaluator."""
-    if not jobs:
-        return []
-    if settings.mode == "dream":
-        if agent.pool_mu is None:
-            raise ValueError("dream needs encoded first frames (series/); run `wm memory` first")
-        counts = [len(seeds) for _, seeds in jobs]
-        params = np.concatenate([np.repeat(np.asarray(p, np.float32)[None], len(s), 0) for p, s in jobs])
-        seeds = np.concatenate([np.asarray(s, np.int64) for _, s in jobs])
-        scores, _ = dream_rollouts(agent.memory, agent.spec, params, seeds, agent.pool_mu, agent.pool_logvar,
-                                   settings.temperature, settings.max_len, settings.done_threshold,
-                                   settings.initial_z_noise)
-        return np.split(scores, np.cumsum(counts)[:-1])
-    if settings.mode != "real":
-        raise ValueError(f"unknown evaluation mode {settings.mode!r}; valid: real, dream")
-    results = []
-    for params, seeds in jobs:
-        parts = [agent.play(params, seeds[i : i + REAL_ENVS_PER_BATCH], settings)[0]
-                 for i in range(0, len(seeds), REAL_ENVS_PER_BATCH)]
-        results.append(np.concatenate(parts))
-    return results
-
-
-class Evaluator:
-    """Score a list of jobs; subclasses decide where the work runs."""
-
-    def evaluate(self, settings: EvalSettings, jobs) -> list[np.ndarray]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class InProcessEvaluator(Evaluator):
-    def __init__(self, agent: Agent):
-        self.agent = agent
-
-    def evaluate(self, settings, jobs):
-        return run_jobs(self.agent, settings, jobs)
-
-    def close(self):
-        self.agent.close()
-
-
-# -- local worker processes --------------------------------------------------------------------------------------
-_WORKER_AGENT: Agent | None = None
-
-
-def _init_worker(data_dir: str, game: str):
-    global _WORKER_AGENT
-    torch.set_num_threads(1)  # one thread per worker process: no oversubscription
-    _WORKER_AGENT = Agent.from_run(data_dir, game)
-
-
-def _worker_run(args):
-    settings, jobs = args
-    return run_jobs(_WORKER_AGENT, settings, jobs)
-
-
-def split_evenly(items: list, parts: int) -> list[list]:
-    """Contiguous, nearly equal slices (order kept)."""
-    bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
-    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-
-class ProcessPoolEvaluator(Evaluator):
-    """Jobs spread over ``workers`` local processes; each loads V and M once, when it starts.
-
-    Real-game jobs go one by one (a candidate's trials stay together); dream jobs go as ``workers`` groups, each a
-    batched dream. A worker that dies breaks the pool (it never hangs): the pool is started again and the
-    generation's jobs are retried, up to ``retries`` times.
-    """
-
-    def __init__(self, data_dir, game: str, workers: int = 2, retries: int = 2):
-        self.workers, self.retries = max(1, int(workers)), retries
-        self.data_dir, self.game = str(Path(data_dir)), game
-        self.pool = self._start()
-
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.data_dir, self.game))
-
-    def evaluate(self, settings, jobs):
-        jobs = list(jobs)
-        groups = split_evenly(jobs, self.workers) if settings.mode == "dream" else [[job] for job in jobs]
-        for attempt in range(self.retries + 1):
-            try:
-                return [r for res in self.pool.map(_worker_run, [(settings, g) for g in groups]) for r in res]
-            except BrokenProcessPool:
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                if attempt == self.retries:
-                    raise RuntimeError(f"evaluation worker processes died {attempt + 1} times; giving up") from None
-                self.pool = self._start()
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+from .agent import Agent, EvalSettings, Evaluator, InProcessEvaluator
+from .processes import ProcessPoolEvaluator
 
 
 def make_evaluator(kind: str, data_dir, game: str, workers: int = 2, scheduler: str | None = None,
@@ -292,7 +28,7 @@ def make_evaluator(kind: str, data_dir, game: str, workers: int = 2, scheduler: 
     if kind == "processes":
         return ProcessPoolEvaluator(data_dir, game, workers)
     if kind == "dask":
-        from .distributed import DaskEvaluator  # imported only when asked for: plain use never loads Dask
+        from .distributed import DaskEvaluator  # imported here only: plain use never loads Dask (a heavy import)
 
         return DaskEvaluator(Agent.from_run(data_dir, game), scheduler=scheduler, workers=workers, tls=tls)
     raise ValueError(f"unknown evaluator {kind!r}; valid: inprocess, processes, dask")
@@ -305,5 +41,4 @@ def default_evaluator(settings: EvalSettings, data_dir, game: str, workers: int,
     return make_evaluator("processes", data_dir, game, workers)
 
 
-__all__ = ["Agent", "EvalSettings", "Evaluator", "InProcessEvaluator", "ProcessPoolEvaluator", "run_jobs",
-           "make_evaluator", "default_evaluator", "split_evenly"]
+__all__ = ["make_evaluator", "default_evaluator"]

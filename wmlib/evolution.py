@@ -1,5 +1,9 @@
 """Evolving the controller with CMA-ES (Hansen 2016, arXiv:1604.00772), using pycma's ask/tell interface.
 
+pycma is the maintained implementation (restarts, numerics, the details that make it robust); to see what one
+generation of CMA-ES does, equation by equation, read the teaching version in ``toy/cmaes.py`` (notebook 02),
+which is compared with pycma there.
+
 Each generation: ask pycma for ``pop`` candidates, score each as the mean over ``trials`` episodes (real game or
 dream), tell pycma the negated scores (pycma minimises). Every ``eval_every`` generations the CMA-ES mean is scored
 on ``eval_episodes`` episodes; that score decides the curriculum (the dream gets longer when it improves), the
@@ -21,28 +25,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import rundir
+from .agent import Agent, EvalSettings, Evaluator
 from .config import Config
 from .controller import ControllerSpec
-from .evaluators import EvalSettings, Evaluator, default_evaluator
-from .io import append_csv, atomic_torch_save, atomic_write_bytes, load_checkpoint
+from .evaluators import default_evaluator
+from .io import append_csv, atomic_torch_save, atomic_write_bytes
+from .plots import plot_learning_curve
+from .runlock import holds_run_lock
 from .seeding import EVAL, TRAIN, episode_seed
-
-
-def controller_dir(data_dir) -> Path:
-    return Path(data_dir) / "controller"
-
-
-def controller_path(data_dir) -> Path:
-    return controller_dir(data_dir) / "controller.pt"
-
-
-def train_settings(cfg: Config, max_len: int | None = None) -> EvalSettings:
-    mode = "dream" if cfg.in_dream else "real"
-    if max_len is None:
-        max_len = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
-    return EvalSettings(mode=mode, max_len=int(max_len), temperature=cfg.temperature,
-                        done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise,
-                        renderer=cfg.renderer)
 
 
 def generation_jobs(cfg: Config, solutions, generation: int):
@@ -80,49 +71,39 @@ def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
 
 
 def save_state(data_dir, state: dict, cfg: Config) -> None:
-    atomic_write_bytes(controller_dir(data_dir) / "es_state.pkl", pickle.dumps(state))
+    atomic_write_bytes(rundir.path(data_dir, rundir.ES_STATE), pickle.dumps(state))
     chosen = state["best_eval_params"] if state["best_eval_params"] is not None else state["best_params"]
     t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
-    atomic_torch_save(controller_path(data_dir), dict(
+    atomic_torch_save(rundir.path(data_dir, rundir.CONTROLLER), dict(
         params=t(chosen), best=t(state["best_params"]), mean=t(state["es"].mean), spec=state["spec"],
         generation=state["generation"], best_fitness=float(state["best_fitness"]),
         best_eval=float(state["best_eval"]), config=cfg.to_dict(),
     ))
 
 
-def load_controller(data_dir_or_file) -> tuple[np.ndarray, dict]:
-    """The run's chosen controller parameters and its checkpoint record."""
-    path = Path(data_dir_or_file)
-    if path.is_dir():
-        path = controller_path(path)
-    ckpt = load_checkpoint(path, "controller checkpoint")
-    ckpt["path"] = str(path)
-    return ckpt["params"].numpy().astype(np.float32), ckpt
-
-
+@holds_run_lock("wm controller (wmlib.evolution.train_controller)")
 def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, progress: bool = True) -> Path:
     """Run CMA-ES until cfg.generations (or the target) is reached; resumes from ``controller/es_state.pkl``."""
-    from .evaluators import Agent
-
     data_dir = Path(data_dir)
     agent = Agent.from_run(data_dir, cfg.game)  # checks V/M compatibility and the game
     spec = agent.spec
-    state_path = controller_dir(data_dir) / "es_state.pkl"
+    state_path = rundir.path(data_dir, rundir.ES_STATE)
+    out, log = rundir.path(data_dir, rundir.CONTROLLER), rundir.log_path(data_dir, "controller")
     state = load_state(state_path, cfg, spec) if state_path.exists() else new_state(cfg, spec)
     if state["done"] or state["generation"] >= cfg.generations:
-        return controller_path(data_dir)
+        return out
     np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator
     own = evaluator is None
     if own:
-        evaluator = default_evaluator(train_settings(cfg), data_dir, cfg.game, cfg.workers, agent)
+        evaluator = default_evaluator(EvalSettings.from_config(cfg), data_dir, cfg.game, cfg.workers, agent)
     es = state["es"]
     cap = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
-    bar = tqdm(total=cfg.generations, initial=state["generation"], desc=f"C ({train_settings(cfg).mode})",
+    bar = tqdm(total=cfg.generations, initial=state["generation"], desc=f"C ({EvalSettings.from_config(cfg).mode})",
                unit="gen", disable=not progress)
     try:
         while state["generation"] < cfg.generations and not state["done"]:
             g, t0 = state["generation"], time.time()
-            settings = train_settings(cfg, state["max_len"])
+            settings = EvalSettings.from_config(cfg, max_len=state["max_len"])
             solutions = es.ask()
             scores = evaluator.evaluate(settings, generation_jobs(cfg, solutions, g))
             fitness = np.array([s.mean() for s in scores])
@@ -139,7 +120,8 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
             if (g + 1) % cfg.eval_every == 0 or g + 1 == cfg.generations:
                 seeds = [episode_seed(cfg.seed, g, 0, t, EVAL) for t in range(cfg.eval_episodes)]
                 mean_params = np.asarray(es.mean, np.float32)
-                ev = evaluator.evaluate(train_settings(cfg, state["max_len"]), [(mean_params, seeds)])[0]
+                at = EvalSettings.from_config(cfg, max_len=state["max_len"])  # the curriculum may have moved it
+                ev = evaluator.evaluate(at, [(mean_params, seeds)])[0]
                 row.update(eval_mean=float(ev.mean()), eval_std=float(ev.std()))
                 if ev.mean() > state["best_eval"]:
                     state["best_eval"], state["best_eval_params"] = float(ev.mean()), mean_params
@@ -150,7 +132,7 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
             state["generation"] = g + 1
             state["numpy_rng"] = np.random.get_state()
             save_state(data_dir, state, cfg)
-            append_csv(controller_dir(data_dir) / "log.csv", row)
+            append_csv(log, row)
             bar.update()
             bar.set_postfix(best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}")
     finally:
@@ -158,7 +140,5 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
         if own:
             evaluator.close()
         agent.close()
-    from .viz import plot_learning_curve
-
-    plot_learning_curve(controller_dir(data_dir) / "log.csv", controller_dir(data_dir) / "learning_curve.png")
-    return controller_path(data_dir)
+    plot_learning_curve(log, log.parent / "learning_curve.png")
+    return out

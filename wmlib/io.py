@@ -1,7 +1,7 @@
-"""Atomic file writing: write to a temporary file in the same folder, then rename over the target.
+"""Files: atomic writing (a temporary file in the same folder, then a rename over the target), checkpoints and CSV logs.
 
 A crash or a kill never leaves a half-written file under the real name: the old file (if any) stays whole until
-the new one is complete.
+the new one is complete. Checkpoints load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import io
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
+import torch
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -43,15 +46,11 @@ def atomic_save(path, write) -> None:
 
 
 def atomic_torch_save(path, obj) -> None:
-    import torch
-
     atomic_save(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path, what: str = "checkpoint") -> dict:
     """Load a torch checkpoint with ``weights_only=True``; a missing or unreadable file gets a clear error."""
-    import torch
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found (run the stage that writes it first)")
@@ -59,6 +58,21 @@ def load_checkpoint(path, what: str = "checkpoint") -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def load_model(path, what: str, build):
+    """The model a checkpoint holds, in eval mode, and the checkpoint record (with its ``path``).
+
+    ``build(ckpt)`` makes the untrained model from the record (its architecture); the weights are ``ckpt["model"]``.
+    V and M are loaded this way.
+    """
+    path = Path(path)
+    ckpt = load_checkpoint(path, what)
+    model = build(ckpt)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    ckpt["path"] = str(path)
+    return model, ckpt
 
 
 def append_csv(path: Path, row: dict) -> None:
@@ -70,3 +84,12 @@ def append_csv(path: Path, row: dict) -> None:
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+def read_csv(path) -> dict[str, np.ndarray]:
+    """Columns of a CSV log as float arrays (empty cells become NaN)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}

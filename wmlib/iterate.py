@@ -33,22 +33,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import episodes
+from . import episodes, rundir
+from .agent import Agent, EvalSettings
 from .config import Config
+from .controller import load_controller
 from .io import atomic_write_text
-from .seeding import ITERATE, episode_seed
-
-RECORD = "iteration.json"
-
-
-def _load_config(data_dir: Path) -> Config:
-    path = data_dir / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a valid run config ({exc})") from exc
+from .memory import encode_episodes, load_memory, train_memory
+from .runlock import run_lock
+from .seeding import ITERATE, episode_seed, generator
 
 
 def _episode_index(path: Path) -> int:
@@ -61,62 +53,65 @@ def iteration_controllers(cfg: Config, params: np.ndarray, round_: int, draws: i
     params = np.asarray(params, np.float32)
     n = params.size
     out = [("trained", params)]
-    rng = np.random.default_rng([cfg.seed, ITERATE, round_, 1])
+    rng = generator(cfg.seed, ITERATE, round_, 1)
     out += [(f"perturbed {i + 1}", params + rng.normal(0.0, noise, n).astype(np.float32)) for i in range(perturbed)]
-    rng = np.random.default_rng([cfg.seed, ITERATE, round_, 2])
+    rng = generator(cfg.seed, ITERATE, round_, 2)
     out += [(f"draw {i + 1}", rng.normal(0.0, cfg.sigma0, n).astype(np.float32)) for i in range(draws)]
     return out
 
 
 def link_run(src: Path, dst: Path) -> None:
     """Make ``dst`` share ``src``'s episodes, V, M and series; M's loss log is copied (``dst`` appends to it)."""
-    from .study import share_world_model
-
-    share_world_model(src, dst, with_episodes=True)
-    for rel in ("memory/log.csv", "vision/log.csv"):
-        if (src / rel).exists() and not (dst / rel).exists():
-            shutil.copy2(src / rel, dst / rel)
+    rundir.share_world_model(src, dst, with_episodes=True)
+    for stage in ("memory", "vision"):
+        log, copy = rundir.log_path(src, stage), rundir.log_path(dst, stage)
+        if log.exists() and not copy.exists():
+            shutil.copy2(log, copy)
 
 
 def iterate(data_dir, out, draws: int = 8, perturbed: int = 15, episodes_each: int = 8, noise: float = 0.1,
             more_rnn_steps: int = 500, progress: bool = True) -> dict:
     """One round of iterative training from run ``data_dir`` into a new run directory ``out``; returns the record
-    written to ``out/iteration.json``."""
-    from .evaluators import Agent, EvalSettings
-    from .evolution import controller_path, load_controller
-    from .memory import encode_episodes, load_memory, train_memory
-
+    written to ``out/iteration.json``. Bad arguments are refused before anything is written; the round runs
+    holding ``out``'s lock (``data_dir`` is only read)."""
     src, dst = Path(data_dir), Path(out)
     if src.resolve() == dst.resolve():
         raise ValueError(f"--out {dst}: must be a new run directory, not --data_dir itself")
-    cfg_src = _load_config(src)
-    if not controller_path(src).exists():
-        raise FileNotFoundError(f"{controller_path(src)}: no controller to play; run `wm controller` on {src} first")
+    cfg_src = rundir.load_config(src)
+    if not rundir.path(src, rundir.CONTROLLER).exists():
+        raise FileNotFoundError(f"{rundir.path(src, rundir.CONTROLLER)}: no controller to play; "
+                                f"run `wm controller` on {src} first")
     if min(draws, perturbed, episodes_each, more_rnn_steps) < 0 or episodes_each == 0:
         raise ValueError("--episodes must be positive, and --draws, --perturbed and --more_rnn_steps not negative")
-    prior = json.loads((src / RECORD).read_text()) if (src / RECORD).exists() else None
+    with run_lock(dst, "wm iterate (wmlib.iterate.iterate)"):
+        return _round(cfg_src, src, dst, draws, perturbed, episodes_each, noise, more_rnn_steps, progress)
+
+
+def _round(cfg_src: Config, src: Path, dst: Path, draws: int, perturbed: int, episodes_each: int, noise: float,
+           more_rnn_steps: int, progress: bool) -> dict:
+    prior = json.loads((src / rundir.ITERATION).read_text()) if (src / rundir.ITERATION).exists() else None
     round_ = 1 + (prior["round"] if prior else 0)
     params, cckpt = load_controller(src)
     src_steps = int(load_memory(src)[1]["step"])
-    record_path = dst / RECORD
+    record_path = dst / rundir.ITERATION
     if record_path.exists():
         record = json.loads(record_path.read_text())
         if Path(record["source"]).resolve() != src.resolve():
             raise ValueError(f"{record_path}: {dst} was made from {record['source']}, not {src}; "
                              "use another --out")
-    elif (dst / "config.json").exists():
-        raise ValueError(f"{dst / 'config.json'}: --out is already a run directory; use a new --out")
+    elif (dst / rundir.CONFIG).exists():
+        raise ValueError(f"{dst / rundir.CONFIG}: --out is already a run directory; use a new --out")
     else:  # claim the directory before anything else is written there, so an interrupted round resumes
         atomic_write_text(record_path, json.dumps(dict(round=round_, source=str(src)), indent=2))
     cfg = dataclasses.replace(cfg_src, rnn_steps=src_steps + more_rnn_steps)
     link_run(src, dst)
-    cfg.save(dst / "config.json")
+    cfg.save(dst / rundir.CONFIG)
 
     t0 = time.time()
     controllers = iteration_controllers(cfg, params, round_, draws, perturbed, noise)
     first = max((_episode_index(p) for p in episodes.list_episodes(src)), default=-1) + 1
     agent = Agent.from_run(dst, cfg.game, with_pool=False)
-    settings = EvalSettings(mode="real", max_len=cfg.max_frames, renderer=cfg.renderer)
+    settings = EvalSettings.from_config(cfg, mode="real", max_len=cfg.max_frames)
     played = []
     bar = tqdm(total=len(controllers) * episodes_each, desc=f"iterate round {round_}", unit="ep",
                disable=not progress)

@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import episodes
+from . import episodes, rundir
 from .config import Config
 from .games import action_dim
-from .io import append_csv, atomic_save, atomic_torch_save, load_checkpoint
-from .seeding import normal, seed_everything, uniform
+from .io import append_csv, atomic_torch_save, load_checkpoint, load_model
+from .plots import plot_log
+from .runlock import holds_run_lock
+from .seeding import PICK_COMPONENT, SAMPLE_Z, normal, seed_everything, uniform
 from .vision import load_vision, to_tensor
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -204,11 +206,11 @@ def sample_mixture(out: MDNOutput, temperature: float, keys: torch.Tensor, step:
     # unnormalised pi'_k = exp((logpi_k - max) / tau); component = how many of the first K-1 running sums lie
     # below u * sum_k pi'_k (inverse CDF; the same component as comparing u with the normalised cumulative pi')
     cum = (logpi - top).mul_(1.0 / temperature).exp_().cumsum(0)
-    threshold = uniform(keys, step, 0, n).mul_(cum[-1])
+    threshold = uniform(keys, step, PICK_COMPONENT, n).mul_(cum[-1])
     idx = (cum[:-1] < threshold).sum(0).unsqueeze(-1)
     mu = out.mu.gather(-1, idx).squeeze(-1)
     sigma = out.logsigma.gather(-1, idx).squeeze(-1).exp_()
-    return sigma.mul_(normal(keys, step, 1, n)).mul_(math.sqrt(temperature)).add_(mu)
+    return sigma.mul_(normal(keys, step, SAMPLE_Z, n)).mul_(math.sqrt(temperature)).add_(mu)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -216,6 +218,7 @@ def sample_mixture(out: MDNOutput, temperature: float, keys: torch.Tensor, step:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@holds_run_lock("wm memory (wmlib.memory.encode_episodes)")
 @torch.inference_mode()
 def encode_episodes(data_dir, progress: bool = True, batch: int = 256) -> list[Path]:
     """Encode every episode with the trained V into ``series/`` (mu, logvar, actions, rewards, dones).
@@ -306,20 +309,12 @@ class SeriesStream:
         return out
 
 
-def memory_path(data_dir) -> Path:
-    return Path(data_dir) / "memory" / "memory.pt"
-
-
 def load_memory(data_dir_or_file) -> tuple[Memory, dict]:
+    """The trained M and its checkpoint record (arch, step, config, path) from a run directory or a memory.pt file."""
     path = Path(data_dir_or_file)
     if path.is_dir():
-        path = memory_path(path)
-    ckpt = load_checkpoint(path, "memory checkpoint")
-    model = Memory(**ckpt["arch"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    ckpt["path"] = str(path)
-    return model, ckpt
+        path = rundir.path(path, rundir.MEMORY)
+    return load_model(path, "memory checkpoint", lambda ckpt: Memory(**ckpt["arch"]))
 
 
 def check_compatible(vision_ckpt: dict, memory_ckpt: dict) -> None:
@@ -332,10 +327,11 @@ def check_compatible(vision_ckpt: dict, memory_ckpt: dict) -> None:
         )
 
 
+@holds_run_lock("wm memory (wmlib.memory.train_memory)")
 def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int = 100) -> Path:
     """Train M on ``series/`` for cfg.rnn_steps optimiser steps; resumes from ``memory/memory.pt``."""
     data_dir = Path(data_dir)
-    out = memory_path(data_dir)
+    out = rundir.path(data_dir, rundir.MEMORY)
     seed_everything(cfg.seed)
     model = Memory.from_config(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.rnn_lr)
@@ -349,7 +345,7 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
         if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
             opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
-    log_path = out.parent / "log.csv"
+    log_path = rundir.log_path(data_dir, "memory")
     if step >= cfg.rnn_steps:
         if log_path.exists() and not (out.parent / "loss.png").exists():  # stopped right after the last save
             _plot_loss(log_path)
@@ -388,6 +384,64 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
 
 
 def _plot_loss(log_path: Path) -> None:
-    from .viz import plot_log
-
     plot_log(log_path, ["loss", "z_loss", "done_loss"], log_path.parent / "loss.png", x="step", title="Memory loss")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Looking inside M (notebook 05)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def mixture_density(x, logpi, mu, logsigma, temperature: float = 1.0) -> np.ndarray:
+    """Density of one latent dimension's mixture at points ``x``, at sampling temperature tau.
+
+    p(x) = sum_k pi'_k N(x | mu_k, (sigma_k sqrt(tau))^2),  pi' = softmax(log pi / tau): the distribution that
+    :func:`wmlib.memory.sample_mixture` draws from. ``logpi``, ``mu``, ``logsigma`` are (K,) arrays.
+    """
+    logpi, mu, logsigma = (np.asarray(v, np.float64).reshape(-1) for v in (logpi, mu, logsigma))
+    logits = logpi / temperature
+    pi = np.exp(logits - logits.max())
+    pi /= pi.sum()
+    sigma = np.exp(logsigma) * np.sqrt(temperature)
+    x = np.asarray(x, np.float64)[..., None]
+    comps = pi * np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    return comps.sum(-1)
+
+
+def mixture_moments(logpi, mu, logsigma, temperature: float = 1.0) -> tuple[float, float]:
+    """Mean and standard deviation of the mixture of :func:`mixture_density`."""
+    logpi, mu, logsigma = (np.asarray(v, np.float64).reshape(-1) for v in (logpi, mu, logsigma))
+    logits = logpi / temperature
+    pi = np.exp(logits - logits.max())
+    pi /= pi.sum()
+    var = np.exp(2 * logsigma) * temperature
+    mean = float((pi * mu).sum())
+    return mean, float(np.sqrt((pi * (var + mu**2)).sum() - mean**2))
+
+
+def memory_predictions(memory, series: dict) -> dict:
+    """Run M over one encoded real episode (teacher forcing: M always reads the real z_t) and collect its
+    predictions of the next latent.
+
+    | key        | shape          | meaning                                                            |
+    |------------|----------------|--------------------------------------------------------------------|
+    | actual     | (T-1, N)       | the real next latent mu_{t+1}                                      |
+    | mean, std  | (T-1, N)       | mean and std of M's mixture for z_{t+1}                            |
+    | logpi, mu, logsigma | (T-1, N, K) | the mixture itself                                         |
+    | done_prob  | (T-1,) or None | M's probability that the episode ends after step t (Doom)         |
+    | dones      | (T-1,)         | whether it did                                                     |
+    """
+    z = torch.as_tensor(np.asarray(series["mu"], np.float32))[None]
+    a = torch.as_tensor(np.asarray(series["actions"], np.float32))[None]
+    restart = torch.zeros(1, z.shape[1])
+    restart[0, 0] = 1.0
+    with torch.inference_mode():
+        out, _ = memory(z, a, restart)
+    logpi, mu, logsigma = (x[0, :-1].numpy().astype(np.float64) for x in (out.logpi, out.mu, out.logsigma))
+    pi = np.exp(logpi)
+    mean = (pi * mu).sum(-1)
+    std = np.sqrt(np.maximum((pi * (np.exp(2 * logsigma) + mu**2)).sum(-1) - mean**2, 0.0))
+    done = None if out.done_logit is None else torch.sigmoid(out.done_logit[0, :-1]).numpy()
+    return dict(actual=np.asarray(series["mu"])[1:], mean=mean, std=std, logpi=logpi, mu=mu, logsigma=logsigma,
+                done_prob=done, dones=np.asarray(series["dones"])[:-1])
+

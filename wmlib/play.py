@@ -12,33 +12,37 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import rundir
+from .agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings
 from .config import Config
-from .evaluators import REAL_ENVS_PER_BATCH, Agent, EvalSettings
-from .evolution import load_controller
+from .controller import load_controller
 from .games import make_env
 from .io import atomic_write_text
+from .plots import save_gif
 from .rollouts import play_random_episode
+from .runlock import holds_run_lock
 from .seeding import TEST, episode_seed
-from .viz import save_gif
 
 
 def held_out_seeds(cfg: Config, n: int) -> list[int]:
+    """The seeds of the ``n`` test episodes: never used in training (their own purpose, TEST)."""
     return [episode_seed(cfg.seed, 0, 0, i, TEST) for i in range(n)]
 
 
+@holds_run_lock("wm test (wmlib.play.score_agent)")
 def score_agent(cfg: Config, data_dir, rollouts: int | None = None, record: int = 0, policy: str = "controller",
                progress: bool = True) -> dict:
     """Play ``rollouts`` real episodes; write scores (and ``record`` GIFs) under ``data_dir/test``."""
     data_dir = Path(data_dir)
     n = cfg.test_rollouts if rollouts is None else rollouts
     seeds = held_out_seeds(cfg, n)
-    out_dir = data_dir / "test"
+    out_dir = rundir.path(data_dir, rundir.TEST)
     scores, lengths = [], []
     bar = tqdm(total=n, desc=f"test {policy}", unit="ep", disable=not progress)
     if policy == "controller":
         params, cckpt = load_controller(data_dir)
         agent = Agent.from_run(data_dir, cfg.game, with_pool=False)
-        settings = EvalSettings(mode="real", max_len=cfg.max_steps, renderer=cfg.renderer)
+        settings = EvalSettings.from_config(cfg, mode="real")
         try:
             for i in range(0, n, REAL_ENVS_PER_BATCH):
                 chunk = seeds[i : i + REAL_ENVS_PER_BATCH]

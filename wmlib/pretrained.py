@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import episodes
-from .io import atomic_save, atomic_torch_save, load_checkpoint
+from . import episodes, rundir
+from .io import atomic_save, atomic_torch_save, atomic_write_text, load_checkpoint, read_csv
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 """Where the shipped agents live: ``pretrained/`` at the top of the source tree."""
 
-INITIAL_Z = Path("memory") / "initial_z.npz"
-CHECKPOINTS = (Path("vision") / "vision.pt", Path("memory") / "memory.pt", Path("controller") / "controller.pt")
+CHECKPOINTS = (rundir.VISION, rundir.MEMORY, rundir.CONTROLLER)
 LOGS = tuple(Path(p) for p in ("vision/log.csv", "vision/reconstructions.png", "memory/log.csv", "memory/loss.png",
                                 "controller/log.csv", "controller/learning_curve.png"))
 
@@ -48,15 +48,15 @@ def available() -> list[str]:
     """Names of the shipped agents."""
     if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in ROOT.iterdir() if (p / "config.json").exists())
+    return sorted(p.name for p in ROOT.iterdir() if (p / rundir.CONFIG).exists())
 
 
 def pretrained_dir(name: str) -> Path:
     """The directory of the shipped agent ``name`` (or of a pretrained directory given by its path)."""
     path = Path(name)
-    if not (path.is_dir() and (path / "config.json").exists()):
+    if not (path.is_dir() and (path / rundir.CONFIG).exists()):
         path = ROOT / name
-    if not (path / "config.json").exists():
+    if not (path / rundir.CONFIG).exists():
         names = ", ".join(available()) or "none found"
         raise FileNotFoundError(
             f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); agents are kept "
@@ -84,8 +84,8 @@ def install(name: str, data_dir) -> Path:
         if target.exists() and not filecmp.cmp(src / rel, target, shallow=False):
             raise ValueError(f"{target}: this run directory already holds another model; {other}")
     installed = all((data_dir / rel).exists() for rel in CHECKPOINTS)
-    if (data_dir / "config.json").exists() and not installed:
-        raise ValueError(f"{data_dir / 'config.json'}: this run directory already holds another run; {other}")
+    if (data_dir / rundir.CONFIG).exists() and not installed:
+        raise ValueError(f"{data_dir / rundir.CONFIG}: this run directory already holds another run; {other}")
     # files already there (the settings, test results made here) are kept
     todo = [rel for rel in files_of(src) if not (data_dir / rel).exists()]
     for rel in todo:
@@ -93,21 +93,6 @@ def install(name: str, data_dir) -> Path:
         data = (src / rel).read_bytes()
         atomic_save(target, lambda f, data=data: f.write(data))
     return data_dir
-
-
-def load_initial_z(data_dir) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mu, logvar) of the dream's first frames from ``memory/initial_z.npz``, or None when the file is absent."""
-    path = Path(data_dir) / INITIAL_Z
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            mu, logvar = d["mu"], d["logvar"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: not a readable initial-z file ({type(exc).__name__}: {exc})") from exc
-    if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) == 0:
-        raise ValueError(f"{path}: mu and logvar must be two equal (N, N_z) arrays, got {mu.shape}, {logvar.shape}")
-    return mu.astype(np.float32), logvar.astype(np.float32)
 
 
 def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None) -> Path:
@@ -121,38 +106,30 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
         if "vision" in ckpt:  # M names the V it was trained with: within the exported directory
             ckpt["vision"] = str(CHECKPOINTS[0])
         atomic_torch_save(dest / rel, ckpt)
-    series = episodes.list_series(data_dir)
-    if not series:
-        raise FileNotFoundError(f"{data_dir / 'series'}: no encoded series; run `wm memory` first")
-    firsts = [episodes.load_series(f) for f in series]
-    mu = np.stack([s["mu"][0] for s in firsts])
-    logvar = np.stack([s["logvar"][0] for s in firsts])
-    atomic_save(dest / INITIAL_Z, lambda f: np.savez_compressed(f, mu=mu, logvar=logvar))
+    pool = rundir.first_frame_pool(data_dir)
+    if pool is None:
+        raise FileNotFoundError(f"{episodes.series_dir(data_dir)}: no encoded series; run `wm memory` first")
+    mu, logvar = pool
+    atomic_save(dest / rundir.INITIAL_Z, lambda f: np.savez_compressed(f, mu=mu, logvar=logvar))
     for f in episodes.list_episodes(data_dir)[:sample_episodes]:
         for sub in ("episodes", "series"):
             shutil.copyfile(data_dir / sub / f.name, _fresh(dest / sub / f.name))
-    for rel in [Path("config.json"), *LOGS, Path("temperatures") / "study.json",
-                *(f.relative_to(data_dir) for f in sorted((data_dir / "test").glob("*.json")))]:
+    for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY,
+                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json")))]:
         if (data_dir / rel).exists():
             shutil.copyfile(data_dir / rel, _fresh(dest / rel))
-    import json
-
-    from .io import atomic_write_text
-
-    for f in sorted((dest / "test").glob("*.json")):  # the controller a test played: within the directory
+    for f in sorted((dest / rundir.TEST).glob("*.json")):  # the controller a test played: within the directory
         result = json.loads(f.read_text())
         if "controller" in result:
             result["controller"] = str(CHECKPOINTS[2])
             atomic_write_text(f, json.dumps(result, indent=2))
-    from .iterate import RECORD
-
-    if (data_dir / RECORD).exists():  # the source runs are named, not located (their paths mean nothing elsewhere)
-        record = json.loads((data_dir / RECORD).read_text())
+    if (data_dir / rundir.ITERATION).exists():  # the source runs are named, not located (paths mean nothing elsewhere)
+        record = json.loads((data_dir / rundir.ITERATION).read_text())
         r = record
         while r:
             r["source"] = Path(r["source"]).name
             r = r.get("previous")
-        atomic_write_text(dest / RECORD, json.dumps(record, indent=2))
+        atomic_write_text(dest / rundir.ITERATION, json.dumps(record, indent=2))
     atomic_write_text(dest / "CARD.md", card(data_dir, command))
     return dest
 
@@ -161,8 +138,6 @@ def _minutes(log: Path) -> float | None:
     """Training minutes recorded in a stage's log.csv (its 'seconds' column), or None without a log."""
     if not log.exists():
         return None
-    from .viz import read_csv
-
     return float(np.sum(read_csv(log)["seconds"])) / 60
 
 
@@ -173,22 +148,17 @@ def _pm(d: dict) -> str:
 def card(data_dir, command: str | None = None) -> str:
     """CARD.md of a pretrained agent, written from the run's own files (config, logs, test results, study), so the
     numbers it quotes are the ones that ship beside it."""
-    import json
-
-    from .config import Config
-    from .viz import read_csv
-
     data_dir = Path(data_dir)
-    cfg = Config.from_dict(json.loads((data_dir / "config.json").read_text()))
+    cfg = rundir.load_config(data_dir)
     command = command or f"wm run --game {cfg.game} --preset {cfg.preset} --seed {cfg.seed} --data_dir RUN_DIR"
     where = "in the dream" if cfg.in_dream else "in the real game"
     lines = [f"# {cfg.game}: a World Models agent (V + M + C)", "",
              "Made with this package by", "", *(f"    {line}" for line in command.splitlines()), "",
-             f"and exported with `python -m wmlib.pretrained RUN_DIR pretrained/NAME`. Play it with "
-             f"`wm test --pretrained NAME`; every checkpoint loads with `torch.load(..., weights_only=True)`.", "",
+             "and exported with `python -m wmlib.pretrained RUN_DIR pretrained/NAME`. Play it with "
+             "`wm test --pretrained NAME`; every checkpoint loads with `torch.load(..., weights_only=True)`.", "",
              "## How it was trained", "",
              "| stage | settings | result | minutes |", "|---|---|---|---|"]
-    vlog, mlog, clog = (data_dir / s / "log.csv" for s in ("vision", "memory", "controller"))
+    vlog, mlog, clog = (rundir.log_path(data_dir, s) for s in ("vision", "memory", "controller"))
     frames = int(read_csv(vlog)["frames"].sum()) if vlog.exists() else 0
     used = f"the first {cfg.vae_episodes:,}" if cfg.vae_episodes else "all"
     rows = [("random rollouts", f"{cfg.num_rollouts:,} episodes, actions held {cfg.hold_min}-{cfg.hold_max} frames",
@@ -200,10 +170,8 @@ def card(data_dir, command: str | None = None) -> str:
              f"{'on' if cfg.predict_done else 'off'}; {cfg.rnn_steps} steps of {cfg.rnn_batch} x {cfg.seq_len}",
              (lambda m: f"z loss {m['z_loss'][-1]:.3f}, done loss {m['done_loss'][-1]:.3f}")(read_csv(mlog))
              if mlog.exists() else "", _minutes(mlog))]
-    from .iterate import RECORD
-
-    if (data_dir / RECORD).exists():  # iterative training (wm iterate): real play by the previous dream's C
-        rounds, it = [], json.loads((data_dir / RECORD).read_text())
+    if (data_dir / rundir.ITERATION).exists():  # iterative training (wm iterate): real play by the previous dream's C
+        rounds, it = [], json.loads((data_dir / rundir.ITERATION).read_text())
         while it:
             rounds.insert(0, it)
             it = it.get("previous")
@@ -228,7 +196,7 @@ def card(data_dir, command: str | None = None) -> str:
     for stage, settings, result, minutes in rows:
         lines.append(f"| {stage} | {settings} | {result} | {'' if minutes is None else f'{minutes:.0f}'} |")
     lines += ["", "Minutes are the training loops' own time from each stage's log.csv.", ""]
-    test = data_dir / "test"
+    test = rundir.path(data_dir, rundir.TEST)
     if (test / "scores.json").exists():
         s = json.loads((test / "scores.json").read_text())
         lines += ["## Scores in the real game", "",
@@ -240,14 +208,13 @@ def card(data_dir, command: str | None = None) -> str:
             r = json.loads((test / "random_scores.json").read_text())
             lines.append(f"| random policy, the same {r['episodes']} episodes | {_pm(r)} |")
         lines.append("")
-    from .study import study_path
-
-    if study_path(data_dir).exists():
+    study = rundir.path(data_dir, rundir.STUDY)
+    if study.exists():
         lines += ["## Temperature", "",
                   "One controller trained in the dream at each temperature (`python -m wmlib.study`), scored in the "
                   "dream and in the real game:", "",
                   "| tau | generations | in the dream | in the real game |", "|---|---|---|---|"]
-        for r in json.loads(study_path(data_dir).read_text()):
+        for r in json.loads(study.read_text()):
             lines.append(f"| {r['temperature']:g} | {r['generations']} | {r['dream_mean']:.1f} ± {r['dream_std']:.1f}"
                          f" ({r['dream_episodes']}) | {r['real_mean']:.1f} ± {r['real_std']:.1f}"
                          f" ({r['real_episodes']}) |")

@@ -13,11 +13,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from . import episodes
 from .config import Config
 from .games import make_env
+from .runlock import holds_run_lock
 from .seeding import ROLLOUT, episode_seed
 
 
@@ -29,16 +31,20 @@ def random_action(game: str, rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.integers(-1, 2)], np.float32)  # left, stay or right
 
 
-def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: int, hold_max: int) -> dict:
-    """Play one episode with held random actions; returns the episode's arrays."""
+def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: int, hold_max: int,
+                        screens_at=()) -> dict:
+    """Play one episode with held random actions; returns the episode's arrays (and, for the steps in
+    ``screens_at``, the game's own screens behind those frames, as ``screens`` {step: (H, W, 3)})."""
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
-    frames, actions, rewards, dones = [], [], [], []
+    frames, actions, rewards, dones, screens = [], [], [], [], {}
     hold, action = 0, None
-    for _ in range(max_frames):
+    for t in range(max_frames):
         if hold == 0:
             action, hold = random_action(game, rng), int(rng.integers(hold_min, hold_max + 1))
         hold -= 1
+        if t in screens_at:
+            screens[t] = env.screen()
         frames.append(obs)
         obs, reward, terminated, truncated, _ = env.step(action)
         actions.append(action)
@@ -46,16 +52,17 @@ def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: in
         dones.append(terminated)
         if terminated or truncated:
             break
-    return dict(frames=np.stack(frames), actions=np.stack(actions), rewards=np.array(rewards, np.float32),
-                dones=np.array(dones, bool))
+    episode = dict(frames=np.stack(frames), actions=np.stack(actions), rewards=np.array(rewards, np.float32),
+                   dones=np.array(dones, bool))
+    if screens_at:
+        episode["screens"] = screens
+    return episode
 
 
 _ENV = None
 
 
 def _worker_init():
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -77,6 +84,7 @@ def _collect_one(args) -> tuple[int, int, float]:
     return index, len(ep["frames"]), float(ep["rewards"].sum())
 
 
+@holds_run_lock("wm rollouts (wmlib.rollouts.collect_rollouts)")
 def collect_rollouts(cfg: Config, data_dir, workers: int | None = None, progress: bool = True) -> list[Path]:
     """Make sure episodes 0..num_rollouts-1 exist under ``data_dir/episodes``; returns their paths."""
     global _ENV

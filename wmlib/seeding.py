@@ -15,8 +15,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Purposes keep the seed streams of different jobs apart.
-TRAIN, EVAL, TEST, ROLLOUT, ITERATE = 0, 1, 2, 3, 4
+# Purposes keep the seeds of different jobs apart.
+TRAIN = 0  # CMA-ES candidates' training episodes
+EVAL = 1  # the CMA-ES mean's evaluation episodes
+TEST = 2  # `wm test`'s held-out episodes
+ROLLOUT = 3  # random-policy episodes for V and M
+ITERATE = 4  # iterative training: the controllers and episodes of a round
+FIDELITY = 7  # the random controllers a dream-fidelity study plays (7: the draws of the README's fidelity table)
+
+# Streams of one episode's random numbers (:func:`uniform`, :func:`normal`), by what they draw. A normal stream s
+# uses the uniform streams 2s and 2s + 1, so the numbers below never share draws.
+PICK_COMPONENT = 0  # uniform, step t >= 0: which of M's mixture components z_{t+1} comes from (dream)
+SAMPLE_Z = 1  # normal, step t >= 0: z_{t+1} within that component (dream)
+FIRST_FRAME = 0  # uniform, step -1: which stored first frame a dream starts from
+FIRST_Z = 1  # normal, step -1: the first z around that frame's mu
+FIRST_Z_NOISE = 2  # normal, step -1: extra noise on the first z (initial_z_noise)
+ENCODE_Z = 7  # normal, step t of a real game: z = mu + sigma * eps from V's encoding of the frame
+INIT_STEP = -1  # the step of the draws made before an episode's first step
 
 _M32 = 0xFFFFFFFF
 
@@ -25,6 +40,12 @@ def episode_seed(run_seed: int, generation: int, candidate: int, trial: int, pur
     """The seed of one episode, a non-negative int below 2**31 - 1."""
     ss = np.random.SeedSequence([int(run_seed), int(purpose), int(generation), int(candidate), int(trial)])
     return int(ss.generate_state(1, dtype=np.uint32)[0]) % (2**31 - 1)
+
+
+def generator(run_seed: int, purpose: int, *keys: int) -> np.random.Generator:
+    """A numpy generator for draws that belong to no single episode (say, a round's perturbed controllers),
+    seeded from the run seed, a purpose above and any further keys."""
+    return np.random.default_rng([int(run_seed), int(purpose), *(int(k) for k in keys)])
 
 
 def _mul32(x: torch.Tensor, m: int) -> torch.Tensor:

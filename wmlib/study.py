@@ -12,30 +12,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import rundir
+from .agent import Agent, EvalSettings, run_jobs
+from .controller import load_controller
+from .evolution import train_controller
 from .io import atomic_write_text
+from .play import held_out_seeds, score_agent
+from .seeding import FIDELITY, generator
 
 
 def real_scores(cfg, data_dir, rollouts: int | None = None, policy: str = "controller", progress: bool = True) -> dict:
     """The real-game test result of ``data_dir`` (see :func:`wmlib.play.score_agent`), reused from
     ``test/scores.json`` (``random_scores.json``) when it was made by the same controller generation on as many
     episodes of the same length, else measured and written."""
-    from .play import score_agent
-
     n = cfg.test_rollouts if rollouts is None else int(rollouts)
-    path = Path(data_dir) / "test" / ("scores.json" if policy == "controller" else "random_scores.json")
+    path = rundir.path(data_dir, rundir.TEST) / ("scores.json" if policy == "controller" else "random_scores.json")
     if path.exists():
         old = json.loads(path.read_text())
         same = old.get("episodes") == n and old.get("max_steps") == cfg.max_steps
         if policy == "controller":
-            from .evolution import load_controller
-
             same = same and old.get("generation") == int(load_controller(data_dir)[1]["generation"])
         if same:
             return old
@@ -45,16 +45,10 @@ def real_scores(cfg, data_dir, rollouts: int | None = None, policy: str = "contr
 def dream_scores(cfg, data_dir, params=None, episodes: int = 16, temperature: float | None = None) -> np.ndarray:
     """Scores (steps survived) of a controller in ``episodes`` dreams of the run's M at ``temperature``
     (default: the run's). ``params`` defaults to the run's trained controller."""
-    from .evaluators import Agent, EvalSettings, run_jobs
-    from .evolution import load_controller
-    from .play import held_out_seeds
-
     if params is None:
         params = load_controller(data_dir)[0]
     agent = Agent.from_run(data_dir, cfg.game)
-    settings = EvalSettings(mode="dream", max_len=cfg.dream_max_len,
-                            temperature=cfg.temperature if temperature is None else float(temperature),
-                            done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise)
+    settings = EvalSettings.from_config(cfg, mode="dream", temperature=temperature)
     return run_jobs(agent, settings, [(np.asarray(params, np.float32), held_out_seeds(cfg, episodes))])[0]
 
 
@@ -69,51 +63,26 @@ def dream_vs_real(cfg, data_dir, candidates: int = 8, episodes: int = 16, temper
 
     Returns one row per controller: name, real_mean, real_std, and dream_mean / dream_std, dicts keyed by tau.
     """
-    from .evaluators import Agent, EvalSettings, run_jobs
-    from .evolution import load_controller
-    from .play import held_out_seeds
-
     temps = [cfg.temperature] if temperatures is None else [float(t) for t in temperatures]
     agent = Agent.from_run(data_dir, cfg.game)
-    rng = np.random.default_rng([cfg.seed, 7])
+    rng = generator(cfg.seed, FIDELITY)
     controllers = [(f"random {i + 1}", rng.normal(0.0, cfg.sigma0, agent.spec.n_params).astype(np.float32))
                    for i in range(candidates)]
-    if include_trained and (Path(data_dir) / "controller" / "controller.pt").exists():
+    if include_trained and rundir.path(data_dir, rundir.CONTROLLER).exists():
         params, ckpt = load_controller(data_dir)
         controllers.append((f"trained (generation {int(ckpt['generation'])})", np.asarray(params, np.float32)))
     seeds = held_out_seeds(cfg, episodes)
     jobs = [(p, seeds) for _, p in controllers]
     try:
-        real = run_jobs(agent, EvalSettings(mode="real", max_len=cfg.max_steps, renderer=cfg.renderer), jobs)
+        real = run_jobs(agent, EvalSettings.from_config(cfg, mode="real"), jobs)
     finally:
         agent.close()
-    dreams = {tau: run_jobs(agent, EvalSettings(mode="dream", max_len=cfg.dream_max_len, temperature=tau,
-                                                done_threshold=cfg.done_threshold,
-                                                initial_z_noise=cfg.initial_z_noise), jobs) for tau in temps}
+    dreams = {tau: run_jobs(agent, EvalSettings.from_config(cfg, mode="dream", temperature=tau), jobs)
+              for tau in temps}
     return [dict(name=name, real_mean=float(real[i].mean()), real_std=float(real[i].std()),
                  dream_mean={tau: float(dreams[tau][i].mean()) for tau in temps},
                  dream_std={tau: float(dreams[tau][i].std()) for tau in temps})
             for i, (name, _) in enumerate(controllers)]
-
-
-def share_world_model(src, dst, with_episodes: bool = False) -> Path:
-    """Make ``dst`` a run directory that shares ``src``'s trained V and M and its encoded series (hard links, or
-    copies where links cannot be made), so a controller can be trained there without touching ``src``'s.
-    Checkpoints are replaced, never written in place, so training in ``dst`` leaves ``src``'s files alone."""
-    src, dst = Path(src), Path(dst)
-    extra = ["memory/initial_z.npz"] if (src / "memory" / "initial_z.npz").exists() else []  # a pretrained agent's
-    folders = ["series", "episodes"] if with_episodes else ["series"]
-    for rel in ["vision/vision.pt", "memory/memory.pt", *extra,
-                *(f"{d}/{p.name}" for d in folders for p in sorted((src / d).glob("ep_*.npz")))]:
-        target = dst / rel
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src / rel, target)
-        except OSError:
-            shutil.copy2(src / rel, target)
-    return dst
 
 
 def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations: int | None = None,
@@ -122,12 +91,10 @@ def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations:
     that temperature, then score it in the dream (the 'virtual score') and in the real game (the 'actual score').
 
     Each tau gets its own run directory ``data_dir/temperatures/tau_X.XX`` sharing ``data_dir``'s V, M and series
-    (:func:`share_world_model`); every step resumes. The run's own dream controller stands for its temperature
+    (:func:`wmlib.rundir.share_world_model`); every step resumes. The run's own dream controller stands for its temperature
     when it was trained for as many generations (no second run of the same experiment). Returns one row per tau: temperature, generations,
     dream_mean, dream_std, real_mean, real_std.
     """
-    from .evolution import train_controller
-
     rows = []
     for tau in temperatures:
         c = dataclasses.replace(cfg, temperature=float(tau), in_dream=True,
@@ -135,8 +102,8 @@ def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations:
         if cfg.in_dream and c.temperature == cfg.temperature and c.generations == cfg.generations:
             sub = Path(data_dir)  # the run's own controller is this row
         else:
-            sub = share_world_model(data_dir, Path(data_dir) / "temperatures" / f"tau_{float(tau):.2f}")
-            c.save(sub / "config.json")
+            sub = rundir.share_world_model(data_dir, rundir.path(data_dir, rundir.STUDY).parent / f"tau_{float(tau):.2f}")
+            c.save(rundir.path(sub, rundir.CONFIG))
         train_controller(c, sub, progress=progress)
         dream = dream_scores(c, sub, episodes=dream_episodes)
         real = real_scores(c, sub, rollouts=test_episodes, progress=progress)
@@ -159,7 +126,7 @@ def _merge_rows(data_dir, rows: list[dict]) -> None:
 
 def study_path(data_dir) -> Path:
     """Where :func:`temperature_study` keeps its table: ``data_dir/temperatures/study.json``."""
-    return Path(data_dir) / "temperatures" / "study.json"
+    return rundir.path(data_dir, rundir.STUDY)
 
 
 def read_study(data_dir) -> list[dict]:
@@ -184,13 +151,8 @@ def main(argv=None) -> int:
                         "one) in the dream at each --temperatures and in the real game, side by side")
     p.add_argument("--candidates", type=int, default=8, help="random controllers for --fidelity")
     args = p.parse_args(argv)
-    from .config import Config
-
-    path = Path(args.data_dir) / "config.json"
     try:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: not a run directory (no config.json); train V and M there first")
-        cfg = Config.from_dict(json.loads(path.read_text()))
+        cfg = rundir.load_config(args.data_dir)
         if args.fidelity:
             episodes = args.episodes or 16
             rows = dream_vs_real(cfg, args.data_dir, args.candidates, episodes, args.temperatures)

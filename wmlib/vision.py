@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import episodes
+from . import episodes, rundir
 from .config import Config
-from .io import append_csv, atomic_save, atomic_torch_save, load_checkpoint
+from .io import append_csv, atomic_torch_save, load_checkpoint, load_model
+from .plots import plot_frames, save_figure
+from .runlock import holds_run_lock
 from .seeding import seed_everything
 
 
@@ -85,32 +87,24 @@ def vae_loss(recon, x, mu, logvar, kl_tolerance: float = 0.5):
     return (r_loss + kl_floored).mean(), r_loss.mean(), kl.mean()
 
 
-def vision_path(data_dir) -> Path:
-    return Path(data_dir) / "vision" / "vision.pt"
-
-
 def load_vision(data_dir_or_file) -> tuple[Vision, dict]:
-    """The trained V and its checkpoint record (config, epoch, id) from a run directory or a vision.pt file."""
+    """The trained V and its checkpoint record (config, epoch, id, path) from a run directory or a vision.pt file."""
     path = Path(data_dir_or_file)
     if path.is_dir():
-        path = vision_path(path)
-    ckpt = load_checkpoint(path, "vision checkpoint")
-    model = Vision(int(ckpt["config"]["z_dim"]))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    ckpt["path"] = str(path)
-    return model, ckpt
+        path = rundir.path(path, rundir.VISION)
+    return load_model(path, "vision checkpoint", lambda ckpt: Vision(int(ckpt["config"]["z_dim"])))
 
 
+@holds_run_lock("wm vision (wmlib.vision.train_vision)")
 def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
     """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set); resume from ``vision/vision.pt`` if present."""
     data_dir = Path(data_dir)
     files = episodes.list_episodes(data_dir)
     if not files:
-        raise FileNotFoundError(f"{data_dir / 'episodes'}: no episode files; run `wm rollouts` first")
+        raise FileNotFoundError(f"{episodes.episodes_dir(data_dir)}: no episode files; run `wm rollouts` first")
     if cfg.vae_episodes > 0:
         files = files[: cfg.vae_episodes]
-    out = vision_path(data_dir)
+    out = rundir.path(data_dir, rundir.VISION)
     seed_everything(cfg.seed)
     model = Vision(cfg.z_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.vae_lr)
@@ -126,7 +120,7 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
         if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
             opt.load_state_dict(ckpt["optimizer"])
         start_epoch, run_id = int(ckpt["epoch"]), ckpt["id"]
-    log_path = out.parent / "log.csv"
+    log_path = rundir.log_path(data_dir, "vision")
     for epoch in range(start_epoch, cfg.vae_epochs):
         model.train()
         rng = np.random.default_rng([cfg.seed, epoch])
@@ -154,16 +148,68 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
     return out
 
 
-@torch.inference_mode()
 def save_reconstructions(model: Vision, episode_file, png_path, n: int = 8) -> None:
-    """A PNG grid: n frames of one episode (top row) and V's reconstructions of them (bottom row)."""
+    """A PNG: n frames of one episode (top row) and V's reconstructions of them (bottom row)."""
     frames = episodes.load_episode(episode_file)["frames"]
-    idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)
+    frames = frames[np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)]
     model.eval()
-    mu, _ = model.encode(to_tensor(frames[idx]))
-    recon = (model.decode(mu).movedim(1, -1).numpy() * 255).round().astype(np.uint8)
-    grid = np.concatenate([np.concatenate(list(frames[idx]), 1), np.concatenate(list(recon), 1)], 0)
-    from PIL import Image
+    save_figure(plot_frames({"frame": frames, "V(frame)": reconstruct(model, frames)}), png_path)
 
-    img = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
-    atomic_save(png_path, lambda f: img.save(f, format="PNG"))
+
+# --------------------------------------------------------------------------------------------------------------
+# Looking inside V (notebook 04)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def to_images(x) -> np.ndarray:
+    """(..., 3, 64, 64) float tensor in [0, 1] -> (..., 64, 64, 3) uint8 array."""
+    return (x.movedim(-3, -1).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def encode(vision, frames) -> tuple[np.ndarray, np.ndarray]:
+    """V's (mu, logvar) of (B, 64, 64, 3) uint8 frames, as float32 arrays (B, N_z)."""
+    with torch.inference_mode():
+        mu, logvar = vision.encode(to_tensor(np.asarray(frames, np.uint8)))
+    return mu.numpy(), logvar.numpy()
+
+
+def decode(vision, z) -> np.ndarray:
+    """V's decoder on latents ``z`` (N_z,) or (B, N_z): (64, 64, 3) or (B, 64, 64, 3) uint8 images."""
+    z = torch.as_tensor(np.asarray(z, np.float32))
+    with torch.inference_mode():
+        images = to_images(vision.decode(z.reshape(-1, z.shape[-1])))
+    return images[0] if z.dim() == 1 else images
+
+
+def reconstruct(vision, frames) -> np.ndarray:
+    """V's reconstructions of frames, decoded from mu (no sampling): (B, 64, 64, 3) uint8."""
+    return decode(vision, encode(vision, frames)[0])
+
+
+def interpolate(vision, frame_a, frame_b, steps: int = 8) -> np.ndarray:
+    """Decoded points on the straight line from mu(frame_a) to mu(frame_b): (steps, 64, 64, 3) uint8."""
+    mu, _ = encode(vision, np.stack([frame_a, frame_b]))
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return decode(vision, (1 - t) * mu[0] + t * mu[1])
+
+
+def latent_kl(vision, frames) -> np.ndarray:
+    """Mean KL divergence from the prior N(0, 1), per latent dimension (N_z,), over ``frames``.
+
+    KL_j = -1/2 (1 + logvar_j - mu_j^2 - exp(logvar_j)), the VAE loss's KL term split by dimension. Dimensions
+    near 0 carry no information (the encoder ignores them); the large ones are worth moving in the explorer.
+    """
+    mu, logvar = encode(vision, frames)
+    return (-0.5 * (1 + logvar - mu**2 - np.exp(logvar))).mean(0)
+
+
+def latent_sensitivity(vision, z, span: float = 2.0) -> np.ndarray:
+    """For each dimension j: the mean absolute pixel change (0-255) between decoding z with z_j = -span and
+    with z_j = +span, the other dimensions as in ``z``. (N_z,)"""
+    z = np.asarray(z, np.float32)
+    n = len(z)
+    lo, hi = np.repeat(z[None], n, 0), np.repeat(z[None], n, 0)
+    lo[np.arange(n), np.arange(n)] = -span
+    hi[np.arange(n), np.arange(n)] = span
+    return np.abs(decode(vision, lo).astype(np.float32) - decode(vision, hi).astype(np.float32)).mean((1, 2, 3))
+

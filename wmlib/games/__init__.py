@@ -11,6 +11,7 @@ Each game module is imported only when asked for, so CarRacing works without ViZ
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 GAMES = ("CarRacing-v3", "DoomTakeCover")
 CARRACING_RENDERERS = ("gymnasium", "exact", "fast")  # who draws CarRacing's observation (see carracing_render)
@@ -31,10 +32,10 @@ def make_env(game: str, max_steps: int | None = None, renderer: str = "fast"):
     """
     check_game(game)
     if game == "CarRacing-v3":
-        from .carracing import CarRacingWM
+        from .carracing import CarRacingWM  # here, not above: Box2D is loaded only for CarRacing
 
         return CarRacingWM(renderer=renderer, max_steps=max_steps)
-    from .doom import MAX_STEPS, DoomTakeCoverWM
+    from .doom import MAX_STEPS, DoomTakeCoverWM  # here, not above: ViZDoom is loaded only for Doom
 
     return DoomTakeCoverWM(max_steps=max_steps or MAX_STEPS)
 
@@ -51,8 +52,6 @@ def controller_to_action(game: str, out):
     (..., action_dim) and is what both the real game and the Memory model receive. This is the single place where
     that mapping lives (real game, dream and tests all call it).
     """
-    import torch
-
     check_game(game)
     as_numpy = not isinstance(out, torch.Tensor)
     t = torch.as_tensor(np.asarray(out, dtype=np.float32)) if as_numpy else out

@@ -28,11 +28,18 @@ class CarRacingWM(gym.Wrapper):
         super().__init__(env)
         self.renderer = renderer
         self.observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        self._screen = np.zeros((96, 96, 3), np.uint8)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
+        self._screen = obs
         return preprocess_frame(obs), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
+        self._screen = obs
         return preprocess_frame(obs), reward, terminated, truncated, info
+
+    def screen(self) -> np.ndarray:
+        """The game's own 96x96 observation (dashboard included) behind the current 64x64 frame."""
+        return np.array(self._screen, np.uint8)

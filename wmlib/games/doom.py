@@ -91,6 +91,10 @@ class DoomTakeCoverWM(gym.Env):
     def render(self):
         return self._screen.copy()
 
+    def screen(self) -> np.ndarray:
+        """The game's own 160x120 screen behind the current 64x64 frame."""
+        return self._screen.copy()
+
     def close(self):
         if self._game is not None:
             self._game.close()

@@ -1,0 +1,92 @@
+"""wmlib.agent: what scores a controller. Settings from a run's config, the agent loaded from a run, and run_jobs,
+the one function every evaluator calls wherever the work runs."""
+
+import numpy as np
+import pytest
+
+from wmlib import episodes
+from wmlib.agent import Agent, EvalSettings, InProcessEvaluator, run_jobs, split_evenly
+from wmlib.config import make_config
+from wmlib.dream import dream_rollouts
+
+
+def test_eval_settings_from_a_runs_config():
+    cfg = make_config("DoomTakeCover", "smoke", in_dream=True, dream_max_len=40, max_steps=60, temperature=1.15)
+    dream = EvalSettings.from_config(cfg)
+    assert (dream.mode, dream.max_len, dream.temperature) == ("dream", 40, 1.15)
+    assert (dream.done_threshold, dream.initial_z_noise, dream.renderer) == (cfg.done_threshold,
+                                                                            cfg.initial_z_noise, cfg.renderer)
+    real = EvalSettings.from_config(cfg, mode="real")
+    assert (real.mode, real.max_len) == ("real", 60)
+    assert EvalSettings.from_config(cfg, max_len=7).max_len == 7
+    assert EvalSettings.from_config(cfg, temperature=1.3).temperature == 1.3
+    assert EvalSettings.from_config(make_config("DoomTakeCover", "smoke", in_dream=False)).mode == "real"
+    with pytest.raises(ValueError, match="unknown evaluation mode 'imagined'; valid: real, dream"):
+        EvalSettings.from_config(cfg, mode="imagined")
+
+
+@pytest.fixture(scope="module")
+def agent(smoke_runs):
+    a = Agent.from_run(smoke_runs("DoomTakeCover"))
+    yield a
+    a.close()
+
+
+def jobs_for(agent, counts, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32), [100 * j + t for t in range(n)])
+            for j, n in enumerate(counts)]
+
+
+def test_an_agent_from_a_run_has_its_models_and_the_dreams_first_frames(smoke_runs, agent):
+    d = smoke_runs("DoomTakeCover")
+    assert agent.game == "DoomTakeCover" and agent.spec.z_dim == agent.vision.z_dim == agent.memory.z_dim
+    first = [episodes.load_series(f) for f in episodes.list_series(d)]
+    assert np.array_equal(agent.pool_mu, np.stack([s["mu"][0] for s in first]))
+    assert Agent.from_run(d, with_pool=False).pool_mu is None
+    with pytest.raises(ValueError, match="trained on DoomTakeCover, but --game is CarRacing-v3"):
+        Agent.from_run(d, "CarRacing-v3")
+
+
+def test_run_jobs_dreams_all_jobs_in_one_batch_and_splits_the_scores_back(agent):
+    jobs = jobs_for(agent, [3, 1, 4])
+    settings = EvalSettings(mode="dream", max_len=40, temperature=1.15)
+    scores = run_jobs(agent, settings, jobs)
+    assert [len(s) for s in scores] == [3, 1, 4]
+    params = np.concatenate([np.repeat(p[None], len(s), 0) for p, s in jobs])
+    seeds = np.concatenate([s for _, s in jobs])
+    batch, _ = dream_rollouts(agent.memory, agent.spec, params, seeds, agent.pool_mu, agent.pool_logvar,
+                              temperature=1.15, max_len=40)
+    assert np.concatenate(scores).tolist() == batch.tolist()
+    assert all(((s >= 1) & (s <= 40)).all() for s in scores)
+    assert run_jobs(agent, settings, []) == []
+    with pytest.raises(ValueError, match="unknown evaluation mode"):
+        run_jobs(agent, EvalSettings(mode="imagined"), jobs)
+
+
+def test_real_game_scores_do_not_depend_on_the_batch(agent):
+    """A job's episodes play in lockstep; each game's score is the one it gets played alone."""
+    settings = EvalSettings(mode="real", max_len=200)
+    (params, seeds), = jobs_for(agent, [3], seed=1)
+    together = run_jobs(agent, settings, [(params, seeds)])[0]
+    assert together.min() < 200 == together.max()  # one game ends early and drops out of the batch
+    alone = [run_jobs(agent, settings, [(params, [s])])[0][0] for s in seeds]
+    assert together.tolist() == alone
+    assert together.tolist() == agent.play(params, seeds, settings)[0].tolist()
+    eps = agent.play_episodes(params, seeds[:1], settings)
+    assert len(eps[0]["frames"]) == len(eps[0]["actions"]) == together[0]  # +1 per tic: score = steps
+    assert eps[0]["frames"].shape[1:] == (64, 64, 3) and set(np.unique(eps[0]["actions"])) <= {-1.0, 0.0, 1.0}
+
+
+def test_an_agent_rebuilt_from_its_state_scores_the_same(agent):
+    jobs = jobs_for(agent, [2, 2], seed=2)
+    settings = EvalSettings(mode="dream", max_len=40)
+    with InProcessEvaluator(Agent.from_state(agent.state())) as ev:
+        again = ev.evaluate(settings, jobs)
+    assert [s.tolist() for s in again] == [s.tolist() for s in run_jobs(agent, settings, jobs)]
+
+
+def test_split_evenly_keeps_order_and_drops_empty_parts():
+    assert split_evenly(list(range(7)), 3) == [[0, 1], [2, 3, 4], [5, 6]]
+    assert split_evenly([1, 2], 4) == [[1], [2]]
+    assert split_evenly([], 2) == []

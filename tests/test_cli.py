@@ -1,0 +1,101 @@
+"""wmlib.cli, the `wm` command: the whole pipeline at smoke scale on both real games (the integration test of
+every stage), how settings are resolved, and how errors reach the user.
+
+The stages' own behaviour through the command line (resuming, refusing a mismatched run) is tested with the module
+of each stage: test_rollouts, test_vision, test_memory, test_evolution.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import wm
+from wmlib import episodes
+from wmlib.cli import build_parser, main, resolve_config
+from wmlib.games import GAMES
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_wm_run_smoke_writes_every_artifact(smoke_runs, game):
+    d = smoke_runs(game)
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["game"] == game and cfg["preset"] == "smoke"
+    assert len(episodes.list_episodes(d)) == cfg["num_rollouts"] == len(episodes.list_series(d))
+    for f in ["vision/vision.pt", "vision/reconstructions.png", "vision/log.csv", "memory/memory.pt",
+              "memory/log.csv", "memory/loss.png", "controller/controller.pt", "controller/es_state.pkl",
+              "controller/log.csv", "controller/learning_curve.png", "test/episode_000.gif"]:
+        assert (d / f).stat().st_size > 0, f
+    for ckpt in ["vision/vision.pt", "memory/memory.pt", "controller/controller.pt"]:
+        assert torch.load(d / ckpt, weights_only=True)["config"]["game"] == game
+    scores = json.loads((d / "test/scores.json").read_text())
+    assert len(scores["scores"]) == cfg["test_rollouts"]
+    assert scores["mean"] == pytest.approx(np.mean(scores["scores"]))
+    assert scores["std"] == pytest.approx(np.std(scores["scores"]))
+    assert json.loads((d / "test/random_scores.json").read_text())["policy"] == "random"
+    log = (d / "controller/log.csv").read_text().splitlines()
+    assert len(log) == 1 + cfg["generations"]
+    if game == "CarRacing-v3":
+        assert json.loads((d / "test/scores.json").read_text())["renderer"] == cfg["renderer"]
+
+
+def test_truncated_episode_is_named(run_copy):
+    d = run_copy("DoomTakeCover")
+    bad = episodes.list_episodes(d)[1]
+    bad.write_bytes(bad.read_bytes()[:1000])
+    shutil.rmtree(d / "vision")
+    proc = wm("vision", "--data_dir", d, "--quiet", check=False)
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "corrupt or truncated" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_game_or_preset_lists_valid_ones(tmp_path):
+    proc = wm("run", "--game", "Pong", "--data_dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "CarRacing-v3" in proc.stderr and "DoomTakeCover" in proc.stderr
+    proc = wm("run", "--game", "DoomTakeCover", "--preset", "huge", "--data_dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "smoke" in proc.stderr and "paper" in proc.stderr
+    proc = wm("test", "--data_dir", tmp_path / "new", check=False)
+    assert proc.returncode == 2 and "--game is required" in proc.stderr
+
+
+def test_run_directory_of_another_game_is_refused(smoke_runs):
+    d = smoke_runs("DoomTakeCover")
+    proc = wm("test", "--game", "CarRacing-v3", "--data_dir", d, check=False)
+    assert proc.returncode == 2 and "config.json" in proc.stderr and "DoomTakeCover" in proc.stderr
+
+
+def resolve(*argv):
+    return resolve_config(build_parser().parse_args([str(a) for a in argv]))
+
+
+def test_settings_come_from_the_preset_then_the_saved_config_then_the_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("WM_SMOKE", "1")
+    d = tmp_path / "run"
+    cfg, data_dir = resolve("controller", "--game", "DoomTakeCover", "--data_dir", d)
+    assert cfg.preset == "smoke" and data_dir == d and not d.exists()  # resolving writes nothing
+    d.mkdir()
+    resolve("controller", "--game", "DoomTakeCover", "--data_dir", d, "--pop", 6)[0].save(d / "config.json")
+    assert resolve("controller", "--data_dir", d)[0].pop == 6  # the run directory's own settings
+    assert resolve("controller", "--data_dir", d, "--pop", 8)[0].pop == 8  # a flag wins
+    fresh = resolve("controller", "--data_dir", d, "--preset", "small")[0]  # another preset starts from it
+    assert fresh.preset == "small" and fresh.pop != 6
+    cfg = resolve("test", "--data_dir", d, "--rollouts", 5, "--record")[0]
+    assert cfg.test_rollouts == 5 and cfg.record == 3
+    assert resolve("controller", "--data_dir", d, "--curriculum", "5,3")[0].curriculum == (5, 3)
+    assert resolve("vision", "--game", "CarRacing-v3")[1] == Path("runs") / "CarRacing-v3-smoke"  # the default
+
+
+def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["controller", "--curriculum", "5"])
+    assert exit_.value.code == 2 and "START,STEP" in capsys.readouterr().err
+    d = tmp_path / "run"
+    code = main(["controller", "--game", "DoomTakeCover", "--data_dir", str(d), "--scheduler", "tcp://127.0.0.1:1",
+                 "--evaluator", "processes", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--scheduler and --tls go with --evaluator dask" in err and "Traceback" not in err
+    assert not (d / "controller").exists()

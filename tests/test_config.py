@@ -1,0 +1,185 @@
+"""Config: every preset is valid; a bad value is refused when the config is made, naming its `wm` flag."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wmlib.config import FIELD_FLAGS, PRESET_OVERRIDES, RULES, Config, flag_name, make_config
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = [(preset, game) for preset, games in PRESET_OVERRIDES.items() for game in games]
+
+
+def test_every_field_has_a_rule():
+    assert list(RULES) != [] and set(RULES) == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_flag_names():
+    assert flag_name("vae_epochs") == "--epochs"
+    assert flag_name("test_rollouts") == "--rollouts"
+    assert flag_name("pop") == "--pop"
+    assert set(FIELD_FLAGS) <= set(RULES)
+    with pytest.raises(ValueError, match="unknown setting"):
+        flag_name("popsize")
+
+
+@pytest.mark.parametrize("preset, game", PAIRS)
+def test_every_preset_is_valid(preset, game):
+    cfg = make_config(game, preset)
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # round trip through config.json
+
+
+def test_shipped_agent_config_loads():
+    data = json.loads((REPO / "pretrained" / "doom" / "config.json").read_text())
+    cfg = Config.from_dict(data)
+    assert cfg.to_dict() == data
+
+
+def test_defaults_are_valid():
+    Config()
+
+
+BAD = [  # field, value, what the message must contain
+    ("pop", -3, "--pop must be an integer >= 2, got -3"),
+    ("pop", 1, "--pop"),
+    ("temperature", -1, "--temperature must be a number > 0, got -1"),
+    ("temperature", 0.0, "--temperature"),
+    ("z_dim", 0, "--z_dim must be an integer >= 1, got 0"),
+    ("done_threshold", 1.5, "--done_threshold must be a number in (0, 1), got 1.5"),
+    ("done_threshold", 0.0, "--done_threshold"),
+    ("hold_min", 11, "--hold_min must be an integer from 1 to --hold_max (10), got 11"),
+    ("min_frames", 5000, "--min_frames must be an integer from 0 to --max_frames"),
+    ("seed", -1, "--seed must be an integer >= 0, got -1"),
+    ("pop", 64.0, "--pop must be an integer >= 2, got 64.0"),
+    ("num_rollouts", True, "--num_rollouts"),
+    ("seq_len", "100", "--seq_len"),
+    ("predict_done", "yes", "--predict_done must be True or False, got 'yes'"),
+    ("in_dream", 1, "--in_dream"),
+    ("curriculum", (5,), "--curriculum"),
+    ("curriculum", (0, 10), "--curriculum"),
+    ("curriculum", (10, -1), "--curriculum"),
+    ("curriculum", (10.0, 5), "--curriculum"),
+    ("curriculum", 10, "--curriculum"),
+    ("rnn_lr_decay", 0, "--rnn_lr_decay must be a number in (0, 1], got 0"),
+    ("rnn_lr_decay", 1.01, "--rnn_lr_decay"),
+    ("vae_epochs", 0, "--epochs must be"),
+    ("test_rollouts", 0, "--rollouts must be"),
+    ("vae_lr", float("inf"), "--vae_lr"),
+    ("rnn_lr", float("nan"), "--rnn_lr"),
+    ("kl_tolerance", -0.5, "--kl_tolerance"),
+    ("target_cumulative_reward", float("nan"), "--target_cumulative_reward"),
+    ("target_cumulative_reward", "900", "--target_cumulative_reward"),
+    ("game", "Pong", "--game must be one of CarRacing-v3, DoomTakeCover, got 'Pong'"),
+    ("preset", "huge", "--preset"),
+    ("renderer", "gpu", "--renderer"),
+    ("workers", 0, "--workers"),
+    ("generations", -1, "--generations"),
+    ("eval_every", 0, "--eval_every"),
+    ("record", -1, "--record"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD, ids=[f"{f}={v!r}" for f, v, _ in BAD])
+def test_bad_value_names_its_flag(field, value, message):
+    cfg = make_config("DoomTakeCover", "smoke")
+    with pytest.raises(ValueError) as err:
+        dataclasses.replace(cfg, **{field: value})
+    assert message in str(err.value)
+    data = cfg.to_dict() | {field: value}
+    with pytest.raises(ValueError, match=flag_name(field)):  # a config.json holding it is refused too
+        Config.from_dict(data)
+    if field not in ("game", "preset"):  # (make_config names an unknown game or preset in its own words)
+        with pytest.raises(ValueError, match=flag_name(field)):
+            make_config("DoomTakeCover", "smoke", **{field: value})
+
+
+def test_bounds_follow_the_other_field():
+    cfg = make_config("DoomTakeCover", "smoke")  # min_frames 10
+    assert dataclasses.replace(cfg, max_frames=10).max_frames == 10
+    with pytest.raises(ValueError, match=r"--min_frames .* --max_frames \(9\), got 10"):
+        dataclasses.replace(cfg, max_frames=9)
+    assert dataclasses.replace(cfg, hold_min=4, hold_max=4).hold_min == 4
+
+
+@pytest.mark.parametrize("field, value", [
+    ("pop", 2), ("generations", 0), ("rnn_steps", 0), ("vae_episodes", 0), ("record", 0), ("rnn_lr_decay", 1),
+    ("temperature", 1e-3), ("initial_z_noise", 0), ("kl_tolerance", 0), ("curriculum", (1, 0)),
+    ("curriculum", None), ("target_cumulative_reward", -20), ("min_frames", 0), ("hold_min", 1),
+])
+def test_edge_values_are_accepted(field, value):
+    dataclasses.replace(make_config("DoomTakeCover", "smoke"), **{field: value})
+
+
+def test_values_are_stored_as_plain_python():
+    """A numpy number or a JSON list is accepted and stored so config.json can be written."""
+    cfg = dataclasses.replace(make_config("DoomTakeCover", "smoke"), pop=np.int64(8), temperature=np.float32(1.25),
+                              done_weight=5, curriculum=[20, 10])
+    assert type(cfg.pop) is int and cfg.pop == 8
+    assert type(cfg.temperature) is float and cfg.temperature == 1.25
+    assert type(cfg.done_weight) is float
+    assert cfg.curriculum == (20, 10)
+    json.dumps(cfg.to_dict())
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_from_dict_ignores_unknown_keys():
+    data = make_config("CarRacing-v3", "small").to_dict() | {"old_setting": 3, "batch_size": "x"}
+    assert Config.from_dict(data) == make_config("CarRacing-v3", "small")
+
+
+def test_make_config_unknown_setting():
+    with pytest.raises(ValueError, match="unknown setting 'popsize'"):
+        make_config("DoomTakeCover", "smoke", popsize=3)
+
+
+def test_doom_dream_needs_the_done_head():
+    cfg = make_config("DoomTakeCover", "small")  # trains in the real game
+    assert not cfg.in_dream
+    dataclasses.replace(cfg, predict_done=False)  # fine: no dream
+    for make in (lambda: dataclasses.replace(cfg, predict_done=False, in_dream=True),
+                 lambda: make_config("DoomTakeCover", "reproduce", predict_done=False),
+                 lambda: Config.from_dict(cfg.to_dict() | {"predict_done": False, "in_dream": True})):
+        with pytest.raises(ValueError) as err:
+            make()
+        assert "--in_dream" in str(err.value) and "--no-predict_done" in str(err.value)
+    # CarRacing's dream has no done head and needs none
+    car = make_config("CarRacing-v3", "small")
+    assert dataclasses.replace(car, in_dream=True).predict_done is False
+
+
+# -- through the command line: a bad flag value never reaches the run's config.json ------------------------------
+
+@pytest.mark.parametrize("command, flag, value", [
+    ("controller", "--pop", "-3"),
+    ("controller", "--temperature", "-1"),
+    ("controller", "--done_threshold", "1.5"),
+    ("vision", "--z_dim", "0"),
+    ("vision", "--epochs", "0"),
+    ("rollouts", "--min_frames", "100000"),
+    ("memory", "--rnn_steps", "-1"),
+    ("test", "--rollouts", "0"),
+])
+def test_an_invalid_flag_leaves_config_json_byte_identical_and_names_the_flag(run_copy, command, flag, value):
+    from conftest import wm
+
+    run = run_copy("DoomTakeCover")
+    before = (run / "config.json").read_bytes()
+    listing = sorted(p.relative_to(run) for p in run.rglob("*"))
+    proc = wm(command, "--data_dir", run, flag, value, "--quiet", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert flag in proc.stderr, proc.stderr
+    assert (run / "config.json").read_bytes() == before
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == listing  # nothing written, nothing lost
+
+
+def test_an_invalid_flag_on_a_new_run_directory_creates_nothing(tmp_path):
+    from conftest import wm
+
+    proc = wm("controller", "--game", "DoomTakeCover", "--data_dir", tmp_path / "new", "--pop", "-3", check=False)
+    assert proc.returncode == 2 and "--pop" in proc.stderr
+    assert not (tmp_path / "new" / "config.json").exists()

@@ -1,0 +1,92 @@
+"""wmlib.evolution: CMA-ES (real pycma) on the controller, at smoke scale on a real run: seeded jobs, the curriculum,
+and a resume (after a clean stop or a kill) that continues exactly where the run was."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import wait_for, wm
+from wmlib import rundir
+from wmlib.config import make_config
+from wmlib.evolution import generation_jobs, train_controller
+from wmlib.io import read_csv
+from wmlib.seeding import EVAL, TRAIN, episode_seed
+
+
+def test_generation_jobs_are_one_per_candidate_with_a_training_seed_per_trial():
+    cfg = make_config("DoomTakeCover", "smoke", seed=5, trials=3)
+    solutions = [np.full(4, i, np.float64) for i in range(6)]
+    jobs = generation_jobs(cfg, solutions, generation=7)
+    assert len(jobs) == 6
+    for i, (params, seeds) in enumerate(jobs):
+        assert params.dtype == np.float32 and np.array_equal(params, solutions[i])
+        assert seeds == [episode_seed(5, 7, i, t, TRAIN) for t in range(3)]
+    every = [s for _, seeds in jobs for s in seeds]
+    assert len(set(every)) == 18  # no two episodes of a generation share a seed
+    assert not set(every) & {s for _, seeds in generation_jobs(cfg, solutions, 8) for s in seeds}
+    assert not set(every) & {episode_seed(5, 7, 0, t, EVAL) for t in range(100)}  # nor the mean's evaluation
+
+
+def test_the_curriculum_lengthens_the_dream_when_the_mean_improves(run_copy):
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    cfg = make_config("DoomTakeCover", "smoke", curriculum=(5, 4), generations=5, dream_max_len=15)
+    train_controller(cfg, d, progress=False)
+    log = read_csv(rundir.log_path(d, "controller"))
+    lengths, means = log["max_len"].tolist(), log["fitness_mean"]
+    assert lengths[0] == 5 and lengths[1] == 9  # the first generation is an improvement on nothing
+    best = -np.inf
+    for g in range(len(lengths) - 1):
+        grown = min(15, lengths[g] + 4) if means[g] > best else lengths[g]
+        assert lengths[g + 1] == grown, (g, lengths, means.tolist())
+        best = max(best, means[g])
+    assert (log["fitness_best"] <= np.array(lengths)).all()  # +1 per step: no one outlives the dream
+    assert max(lengths) > 5
+
+
+def test_a_saved_state_of_another_population_is_refused(run_copy):
+    d = run_copy("DoomTakeCover")
+    before = (d / "controller" / "es_state.pkl").read_bytes()
+    with pytest.raises(ValueError, match=r"es_state\.pkl: saved with population 4, but --pop is 6"):
+        train_controller(make_config("DoomTakeCover", "smoke", pop=6, generations=3), d, progress=False)
+    assert (d / "controller" / "es_state.pkl").read_bytes() == before
+
+
+def test_controller_resume_is_exact(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    straight = tmp_path / "straight"
+    shutil.copytree(d, straight)
+    wm("controller", "--data_dir", straight, "--generations", 3, "--quiet")
+    wm("controller", "--data_dir", d, "--generations", 1, "--quiet")
+    wm("controller", "--data_dir", d, "--generations", 3, "--quiet")
+    a = torch.load(d / "controller/controller.pt", weights_only=True)
+    b = torch.load(straight / "controller/controller.pt", weights_only=True)
+    assert a["generation"] == b["generation"] == 3
+    assert torch.equal(a["mean"], b["mean"]) and torch.equal(a["params"], b["params"])
+    drop_seconds = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # noqa: E731
+    assert drop_seconds(d / "controller/log.csv") == drop_seconds(straight / "controller/log.csv")
+
+
+def test_killed_controller_resumes_from_last_generation(run_copy):
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    log = d / "controller/log.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d),
+                             "--generations", "1000", "--quiet"], start_new_session=True)
+    try:
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = torch.load(d / "controller/controller.pt", weights_only=True)["generation"]
+    assert done >= 2
+    wm("controller", "--data_dir", d, "--generations", done + 1, "--quiet")
+    rows = log.read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, done + 2))
