@@ -30,7 +30,8 @@ import torch
 from distributed import get_task_stream
 
 from common import RESULTS, Timer, arg_parser, machine, median, smoke_run, write_results  # first: wmlib from a checkout
-from wmlib.distributed import DaskEvaluator, plan_tasks, task_jobs
+from wmlib.distributed import DaskEvaluator
+from wmlib.agent import plan_tasks, task_jobs
 from wmlib.agent import Agent, EvalSettings, run_jobs
 from wmlib.seeding import TRAIN, episode_seed
 

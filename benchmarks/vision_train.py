@@ -8,8 +8,8 @@ frames as in the paper), up to ``--frames`` frames each, written with ``episodes
 (reused by later runs). Model: the paper's ConvVAE for Doom (N_z 64), randomly initialised, Adam, batch 100.
 
 1. Throughput, in this process: training steps whose batches come from one uint8 array already in memory, against
-   the same steps fed by ``episodes.frame_batches`` streaming from the files, as ``train_vision`` does (decompressing
-   episodes, shuffling within a buffer of 8). Single steps alternate between the two, so that changes in the
+   the same steps fed by an ``episodes.FrameStore`` as ``train_vision`` does (every frame written once, uncompressed,
+   to one file; batches read at positions shuffled across the whole data set; the time to write it is reported). Single steps alternate between the two, so that changes in the
    machine's load hit both alike; frames/s = all frames / all time of each kind, and the ratio streamed / in-memory
    is given for wall-clock and CPU time. The time to produce batches alone (no training) is reported too.
 2. Memory: the real ``wmlib.vision.train_vision`` (one epoch, checkpoint and reconstructions included) in a fresh
@@ -40,7 +40,7 @@ import torch
 from common import RESULTS, Timer, arg_parser, machine, median, print_load_average, write_results  # first: wmlib
 from wmlib import episodes
 from wmlib.vision import Vision, to_tensor, vae_loss
-GAME, Z_DIM, BATCH, BUFFER = "DoomTakeCover", 64, 100, 8
+GAME, Z_DIM, BATCH = "DoomTakeCover", 64, 100
 
 
 def collect(data_dir: Path, n: int, frames: int) -> list[Path]:
@@ -73,19 +73,27 @@ def train_step(model, opt, frames: np.ndarray) -> None:
 
 
 def throughput(files, steps: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="wm-frames-") as tmp:
+        with Timer() as built:
+            store = episodes.FrameStore.build(files, Path(tmp) / "frames.u8")
+        return dict(measure(files, store, steps), store_write_s=built.wall)
+
+
+def passes(store):
+    """Shuffled passes over the store, one after another, as the epochs of train_vision."""
+    epoch = 0
+    while True:
+        yield from store.batches(BATCH, np.random.default_rng([0, epoch]))
+        epoch += 1
+
+
+def measure(files, store, steps: int) -> dict:
     torch.manual_seed(0)
     model = Vision(Z_DIM)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     memory = np.concatenate([episodes.load_episode(f)["frames"] for f in files])
     rng = np.random.default_rng(0)
-
-    def stream():
-        epoch = 0
-        while True:
-            yield from episodes.frame_batches(files, BATCH, np.random.default_rng([0, epoch]), BUFFER)
-            epoch += 1
-
-    batches = stream()
+    batches = passes(store)
     train_step(model, opt, memory[:BATCH])  # warm up
     runs = {"in_memory": [], "streamed": []}
     for i in range(steps):  # alternate single steps, so that the machine's load drifts alike for both
@@ -96,7 +104,7 @@ def throughput(files, steps: int) -> dict:
             runs[kind].append(dict(frames=len(frames), wall=t.wall, cpu=t.cpu))
     # batches alone: one pass over all files, no training
     with Timer() as t:
-        n_batches = sum(1 for _ in episodes.frame_batches(files, BATCH, np.random.default_rng(1), BUFFER))
+        n_batches = sum(1 for _ in store.batches(BATCH, np.random.default_rng(1)))
     load_s = t.wall / n_batches
     total = lambda v, key: sum(r[key] for r in v)  # noqa: E731
     agg = {k: dict(frames_per_s=total(v, "frames") / total(v, "wall"),
@@ -116,7 +124,7 @@ def memory_child(data_dir: str, threads: int) -> None:
     from wmlib.config import make_config
     from wmlib.vision import train_vision
 
-    cfg = make_config(GAME, "paper", vae_epochs=1, vae_batch=BATCH, vae_buffer_episodes=BUFFER)
+    cfg = make_config(GAME, "paper", vae_epochs=1, vae_batch=BATCH)
     files = episodes.list_episodes(data_dir)
     frames = sum(len(episodes.load_arrays(f, ("actions",))["actions"]) for f in files)
     with Timer() as t:
@@ -179,7 +187,7 @@ def main(argv=None):
     out = dict(benchmark="vision_train", quick=args.quick, seconds=round(time.time() - t0, 1),
                data=dict(game=GAME, kind="real random-policy episodes", episodes=args.episodes,
                          max_frames=args.frames, frames=tp["dataset_frames"]),
-               model=dict(z_dim=Z_DIM, batch=BATCH, buffer_episodes=BUFFER), throughput=tp, peak_memory=mem,
+               model=dict(z_dim=Z_DIM, batch=BATCH, shuffle="whole data set (episodes.FrameStore)"), throughput=tp, peak_memory=mem,
                machine=machine(torch.get_num_threads(), load=load))
     write_results(args.out, out)
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")

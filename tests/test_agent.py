@@ -90,3 +90,23 @@ def test_split_evenly_keeps_order_and_drops_empty_parts():
     assert split_evenly(list(range(7)), 3) == [[0, 1], [2, 3, 4], [5, 6]]
     assert split_evenly([1, 2], 4) == [[1], [2]]
     assert split_evenly([], 2) == []
+
+
+def test_early_stop_ends_training_episodes_and_never_the_ones_that_report_a_score(smoke_runs):
+    """A car that never moves earns -0.1 a frame: a training episode ends `early_stop` frames after CarRacing's
+    opening zoom (50 frames); settings made for a score (the mean's evaluation, `wm test`) play every frame."""
+    d = smoke_runs("CarRacing-v3")
+    cfg = make_config("CarRacing-v3", "smoke", max_steps=120, early_stop=10)
+    training, scoring = EvalSettings.from_config(cfg, training=True), EvalSettings.from_config(cfg)
+    assert (training.early_stop, scoring.early_stop) == (10, 0)
+    assert EvalSettings.from_config(make_config("DoomTakeCover", "smoke", early_stop=10), training=True,
+                                    mode="dream").early_stop == 0
+    agent = Agent.from_run(d)
+    parked = np.zeros(agent.spec.n_params, np.float32)
+    parked[-2] = -10.0  # the gas output's bias: tanh(-10) = -1, gas (a + 1) / 2 = 0
+    try:
+        _, stopped, _ = agent.play(parked, [3, 4], training)
+        _, whole, _ = agent.play(parked, [3, 4], scoring)
+    finally:
+        agent.close()
+    assert stopped.tolist() == [60, 60] and whole.tolist() == [120, 120]

@@ -36,8 +36,9 @@ def test_every_preset_is_valid(preset, game):
 
 def test_shipped_agent_config_loads():
     data = json.loads((REPO / "pretrained" / "doom" / "config.json").read_text())
-    cfg = Config.from_dict(data)
-    assert cfg.to_dict() == data
+    cfg = Config.from_dict(data).to_dict()
+    assert {k: cfg[k] for k in data if k in cfg} == {k: v for k, v in data.items() if k in cfg}
+    assert set(data) - set(cfg) == {"vae_buffer_episodes"}  # a setting of older versions, ignored
 
 
 def test_defaults_are_valid():
@@ -183,3 +184,14 @@ def test_an_invalid_flag_on_a_new_run_directory_creates_nothing(tmp_path):
     proc = wm("controller", "--game", "DoomTakeCover", "--data_dir", tmp_path / "new", "--pop", "-3", check=False)
     assert proc.returncode == 2 and "--pop" in proc.stderr
     assert not (tmp_path / "new" / "config.json").exists()
+
+
+def test_an_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid presets: smoke, small, reproduce, paper"):
+        make_config("DoomTakeCover", "huge")
+
+
+def test_the_carracing_recipe_saves_training_time_only():
+    cfg = make_config("CarRacing-v3", "reproduce")
+    assert (cfg.pop, cfg.trials, cfg.sigma0, cfg.z_dim, cfg.hidden_dim) == (64, 16, 0.1, 32, 256)  # the paper's
+    assert cfg.early_stop > 0 and cfg.paired_seeds and not cfg.in_dream and cfg.max_steps == 1000

@@ -21,7 +21,8 @@ from distributed import Client, Security, get_task_stream
 from conftest import wm
 from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, run_jobs
 from wmlib.cluster import LOOPBACK, local_security
-from wmlib.distributed import DaskEvaluator, _release, plan_tasks, task_jobs
+from wmlib.agent import plan_tasks, task_jobs
+from wmlib.distributed import DaskEvaluator, _release
 
 PY = sys.executable
 

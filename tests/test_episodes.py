@@ -60,17 +60,39 @@ def _write_fake_episodes(d, n, length=30):
                               np.zeros(length, bool), meta={"game": "CarRacing-v3"})
 
 
-def test_frame_batches_visit_every_frame_once(tmp_path):
+def test_the_frame_store_visits_every_frame_once_shuffled_across_all_episodes(tmp_path):
     _write_fake_episodes(tmp_path, 5, length=30)
     files = episodes.list_episodes(tmp_path)
-    batches = list(episodes.frame_batches(files, 16, np.random.default_rng(1), buffer_episodes=2))
+    store = episodes.FrameStore.build(files, tmp_path / "frames.u8")
+    assert len(store) == 150 and (tmp_path / "frames.u8").stat().st_size == 150 * 64 * 64 * 3
+    batches = list(store.batches(16, np.random.default_rng(1)))
     allf = np.concatenate(batches)
     assert len(allf) == 150 and all(len(b) == 16 for b in batches[:-1])
     ids = sorted((int(f[1, 1, 0]), int(f[0, 0, 0])) for f in allf)
     assert ids == sorted((e, t) for e in range(5) for t in range(30))
-    # shuffled: the first batch mixes frames from more than one episode or out of order
-    first = batches[0]
-    assert len({int(f[1, 1, 0]) for f in first}) > 1 or list(first[:, 0, 0, 0]) != sorted(first[:, 0, 0, 0])
+    # shuffled across the whole data set: the first batch alone holds frames of every episode (p ~ 0.99 by chance)
+    assert {int(f[1, 1, 0]) for f in batches[0]} == set(range(5))
+    assert np.array_equal(store.read([31, 0, 149]), np.stack([episodes.load_episode(files[1])["frames"][1],
+                                                              episodes.load_episode(files[0])["frames"][0],
+                                                              episodes.load_episode(files[4])["frames"][29]]))
+    again = list(store.batch_indices(16, np.random.default_rng(1)))  # the same seed, the same order
+    assert all(np.array_equal(store.read(i), b) for i, b in zip(again, batches))
+
+
+def test_the_frame_store_is_reused_for_the_same_episodes_and_rebuilt_for_others(tmp_path):
+    _write_fake_episodes(tmp_path, 4, length=10)
+    files = episodes.list_episodes(tmp_path)
+    path = tmp_path / "frames.u8"
+    episodes.FrameStore.build(files[:3], path)
+    stamp = path.stat().st_mtime_ns
+    assert len(episodes.FrameStore.build(files[:3], path)) == 30 and path.stat().st_mtime_ns == stamp
+    assert len(episodes.FrameStore.build(files, path)) == 40  # another list of episodes: written anew
+    with open(path, "r+b") as f:  # a store cut short (say, the disk filled up) is written again, not trusted
+        f.truncate(100)
+    with pytest.raises(episodes.EpisodeError, match="frames.u8: holds 100 bytes"):
+        episodes.FrameStore(path)
+    assert len(episodes.FrameStore.build(files, path)) == 40
+    assert not list(tmp_path.glob(".frames.u8*"))  # no temporary file left behind
 
 
 PEAK_SCRIPT = """
@@ -78,8 +100,9 @@ import resource, sys, numpy as np
 from wmlib import episodes
 from wmlib.vision import to_tensor
 files = episodes.list_episodes(sys.argv[1])
+store = episodes.FrameStore.build(files, sys.argv[1] + "/frames.u8")
 n = 0
-for frames in episodes.frame_batches(files, 64, np.random.default_rng(0), buffer_episodes=2):
+for frames in store.batches(64, np.random.default_rng(0)):
     n += len(to_tensor(frames))
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -95,7 +118,8 @@ def _peak_kb(d):
 
 
 def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
-    """V's data stream holds a bounded buffer: 4x the episodes (~100 MB more frames) costs no more peak memory."""
+    """V's shuffled frames are read a batch at a time: 4x the episodes (~100 MB more frames) costs no more peak
+    memory, writing the store included."""
     rng = np.random.default_rng(0)
     for i in range(40):
         frames = rng.integers(0, 256, (200, 64, 64, 3), dtype=np.uint8)  # noise: incompressible, 2.4 MB each

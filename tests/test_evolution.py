@@ -33,6 +33,13 @@ def test_generation_jobs_are_one_per_candidate_with_a_training_seed_per_trial():
     assert not set(every) & {episode_seed(5, 7, 0, t, EVAL) for t in range(100)}  # nor the mean's evaluation
 
 
+def test_paired_seeds_give_every_candidate_the_same_tracks():
+    cfg = make_config("CarRacing-v3", "smoke", seed=5, trials=3, paired_seeds=True)
+    jobs = generation_jobs(cfg, [np.zeros(4)] * 4, generation=7)
+    assert all(seeds == [episode_seed(5, 7, 0, t, TRAIN) for t in range(3)] for _, seeds in jobs)
+    assert generation_jobs(cfg, [np.zeros(4)], 8)[0][1] != jobs[0][1]  # new tracks every generation
+
+
 def test_the_curriculum_lengthens_the_dream_when_the_mean_improves(run_copy):
     d = run_copy("DoomTakeCover")
     shutil.rmtree(d / "controller")

@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from wmlib.config import make_config
 from wmlib.games import GAMES, action_dim, check_game, controller_to_action, make_env
 
 
 def test_unknown_game_lists_valid_ones():
     with pytest.raises(ValueError, match="CarRacing-v3, DoomTakeCover"):
         check_game("Pong")
-    with pytest.raises(ValueError, match="valid presets: smoke, small, reproduce, paper"):
-        make_config("DoomTakeCover", "huge")
-    with pytest.raises(ValueError, match="preset 'reproduce' is defined for DoomTakeCover only"):
-        make_config("CarRacing-v3", "reproduce")
 
 
 def test_doom_truncates_at_max_steps():

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import psutil
 
-from wmlib.agent import Agent, EvalSettings, run_jobs, split_evenly
+from wmlib.agent import Agent, EvalSettings, plan_tasks, run_jobs, split_evenly
 from wmlib.processes import ProcessPoolEvaluator
 
 
@@ -29,6 +29,21 @@ def test_real_game_fitness_is_the_same_in_process_and_in_worker_processes(smoke_
     assert [len(g) for g in groups] == [2, 1]
     expected = [s for g in groups for s in run_jobs(agent, dream, g)]
     assert [s.tolist() for s in dreamt] == [s.tolist() for s in expected]
+
+
+def test_one_long_job_is_split_over_the_workers_with_the_scores_of_one_process(smoke_runs):
+    """The CMA-ES mean's evaluation is one job of many episodes: it goes to every worker, in chunks, and comes back
+    with the scores one process gives."""
+    d = smoke_runs("DoomTakeCover")
+    agent = Agent.from_run(d)
+    job = [(np.random.default_rng(3).normal(0, 0.1, agent.spec.n_params).astype(np.float32), list(range(40)))]
+    settings = EvalSettings(mode="real", max_len=30)
+    here = run_jobs(agent, settings, job)
+    agent.close()
+    assert [len(t) for t in plan_tasks(settings, job, 2)] == [1, 1, 1]  # chunks of 16, 16 and 8 episodes
+    with ProcessPoolEvaluator(d, "DoomTakeCover", workers=2) as ev:
+        there = ev.evaluate(settings, job)
+    assert len(there) == 1 and there[0].tolist() == here[0].tolist()
 
 
 def spawned_workers() -> set[int]:
@@ -58,7 +73,9 @@ def test_a_worker_killed_mid_generation_costs_a_retry_not_a_wrong_fitness(smoke_
         tree = [victim, *victim.children(recursive=True)]  # the worker and the game it plays
         for p in tree:
             p.kill()
-        psutil.wait_procs(tree, timeout=10)
+        # Wait for the game only: the worker is the pool's child, and a child reaped here would look alive to the
+        # pool forever (its manager thread would then spin at this process's exit).
+        psutil.wait_procs(tree[1:], timeout=10)
         thread.join(timeout=240)
         assert not thread.is_alive(), "the generation hung after its worker died"
         assert ev.pool is not first_pool  # a new pool took the generation over

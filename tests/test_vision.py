@@ -120,3 +120,45 @@ def test_latent_kl_and_sensitivity_are_per_dimension(vision):
     assert kl.sum() == pytest.approx(total, rel=1e-5)
     sens = latent_sensitivity(vision, np.zeros(32))
     assert sens.shape == (32,) and np.all(sens >= 0) and sens.max() > 0
+
+
+RESUME_SCRIPT = """
+import sys
+import torch
+torch.set_num_threads(1)  # as the test process: the same arithmetic
+from wmlib.config import make_config
+from wmlib.vision import train_vision
+train_vision(make_config("DoomTakeCover", "smoke", vae_batch=2), sys.argv[1], progress=False, save_every=1)
+"""
+
+
+def test_vision_killed_mid_epoch_resumes_at_the_same_batch_with_the_same_numbers(run_copy, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from wmlib.config import make_config
+    from wmlib.io import load_checkpoint
+    from wmlib.vision import train_vision
+
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "vision")
+    straight = tmp_path / "straight"
+    shutil.copytree(d, straight)
+    cfg = make_config("DoomTakeCover", "smoke", vae_batch=2)
+    proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(d)])
+    ckpt_path = d / "vision" / "vision.pt"
+    t0 = time.time()
+    while not ckpt_path.exists() and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    stopped = load_checkpoint(ckpt_path)
+    assert (stopped["epoch"], stopped["batch"] > 0) == (0, True), "killed after the epoch, not in it"
+    train_vision(cfg, d, progress=False, save_every=1)
+    train_vision(cfg, straight, progress=False, save_every=1)
+    a, b = load_checkpoint(ckpt_path), load_checkpoint(straight / "vision" / "vision.pt")
+    assert a["epoch"] == b["epoch"] == 1 and a["batch"] == b["batch"] == 0
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+    drop_seconds = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # noqa: E731
+    assert drop_seconds(d / "vision/log.csv") == drop_seconds(straight / "vision/log.csv")

@@ -21,7 +21,7 @@ from . import rundir
 from .config import Config
 from .controller import ControllerSpec
 from .dream import dream_rollouts
-from .games import controller_to_action, make_env
+from .games import OPENING_FRAMES, controller_to_action, make_env
 from .memory import Memory, check_compatible, load_memory
 from .seeding import ENCODE_Z, episode_keys, normal
 from .vision import Vision, load_vision, to_tensor
@@ -42,13 +42,17 @@ class EvalSettings:
     done_threshold: float = Config.done_threshold
     initial_z_noise: float = Config.initial_z_noise
     renderer: str = Config.renderer
+    early_stop: int = 0
+    """Real game: end an episode after this many frames of negative reward in a row after the opening (0 = never;
+    training only, see Config.early_stop)."""
 
     @classmethod
     def from_config(cls, cfg: Config, mode: str | None = None, max_len: int | None = None,
-                    temperature: float | None = None) -> "EvalSettings":
+                    temperature: float | None = None, training: bool = False) -> "EvalSettings":
         """The settings ``cfg`` asks for: in the dream when ``mode`` is 'dream' (default: cfg.in_dream), up to
         cfg.dream_max_len (dream) or cfg.max_steps (real game) steps unless ``max_len`` says otherwise, at
-        cfg.temperature unless ``temperature`` says otherwise."""
+        cfg.temperature unless ``temperature`` says otherwise. Only ``training`` episodes stop early
+        (cfg.early_stop): everything that reports a score plays whole episodes."""
         mode = mode or ("dream" if cfg.in_dream else "real")
         if mode not in ("real", "dream"):
             raise ValueError(f"unknown evaluation mode {mode!r}; valid: real, dream")
@@ -56,7 +60,7 @@ class EvalSettings:
             max_len = cfg.dream_max_len if mode == "dream" else cfg.max_steps
         return cls(mode=mode, max_len=int(max_len), temperature=cfg.temperature if temperature is None else
                    float(temperature), done_threshold=cfg.done_threshold, initial_z_noise=cfg.initial_z_noise,
-                   renderer=cfg.renderer)
+                   renderer=cfg.renderer, early_stop=cfg.early_stop if training and mode == "real" else 0)
 
 
 class Agent:
@@ -144,6 +148,8 @@ class Agent:
         scores, lengths = np.zeros(n), np.zeros(n, np.int64)
         frames = [[o.copy()] for o in obs] if record else None  # rows of obs are overwritten below
         traces = [dict(actions=[], rewards=[], dones=[]) for _ in seeds] if trace else None
+        patience, opening = int(settings.early_stop), OPENING_FRAMES[self.game]
+        losing = np.zeros(n, np.int64)  # frames in a row with negative reward, after the opening
         for t in range(settings.max_len):
             mu, logvar = self.vision.encode(to_tensor(obs[idx]))
             z = mu + torch.exp(0.5 * logvar) * normal(keys, t, ENCODE_Z, mu.shape[1])
@@ -163,6 +169,9 @@ class Agent:
                     traces[i]["actions"].append(action_np[j].copy())
                     traces[i]["rewards"].append(r)
                     traces[i]["dones"].append(terminated)
+                if patience and t >= opening:
+                    losing[i] = losing[i] + 1 if r < 0 else 0
+                    truncated = truncated or losing[i] >= patience  # this episode is not worth more frames
                 if terminated or truncated:
                     running[j] = False
             if not running.all():
@@ -234,5 +243,42 @@ def split_evenly(items: list, parts: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
+def plan_tasks(settings: EvalSettings, jobs, batches: int) -> list[list[tuple[int, int, int]]]:
+    """How a backend cuts jobs into tasks: lists of pieces (job index, first seed, end seed), in job and seed order.
+
+    Real game: one piece per task, a chunk of at most REAL_ENVS_PER_BATCH seeds of one job (the chunks
+    :func:`run_jobs` plays in lockstep, so scores are identical). Dream: all episodes split into ``batches``
+    contiguous groups, each one batched dream.
+    """
+    if settings.mode != "dream":
+        return [[(j, a, min(a + REAL_ENVS_PER_BATCH, len(seeds)))]
+                for j, (_, seeds) in enumerate(jobs) for a in range(0, len(seeds), REAL_ENVS_PER_BATCH)]
+    episodes = [(j, k) for j, (_, seeds) in enumerate(jobs) for k in range(len(seeds))]
+    tasks = []
+    for group in split_evenly(episodes, max(1, int(batches))):
+        pieces = []
+        for j, k in group:
+            if pieces and pieces[-1][0] == j:
+                pieces[-1] = (j, pieces[-1][1], k + 1)
+            else:
+                pieces.append((j, k, k + 1))
+        tasks.append(pieces)
+    return tasks
+
+
+def task_jobs(jobs, pieces):
+    """The jobs one task of :func:`plan_tasks` scores: each piece's parameters and its slice of seeds."""
+    return [(jobs[j][0], list(jobs[j][1][a:b])) for j, a, b in pieces]
+
+
+def assemble_tasks(jobs, tasks, results) -> list[np.ndarray]:
+    """The tasks' results put back together: one scores array per job, in order."""
+    parts: list[list[np.ndarray]] = [[] for _ in jobs]
+    for pieces, scores in zip(tasks, results):
+        for (j, _, _), s in zip(pieces, scores):
+            parts[j].append(np.asarray(s))
+    return [np.concatenate(p) if p else np.zeros(0) for p in parts]
+
+
 __all__ = ["REAL_ENVS_PER_BATCH", "Agent", "EvalSettings", "Evaluator", "InProcessEvaluator", "run_jobs",
-           "split_evenly"]
+           "split_evenly", "plan_tasks", "task_jobs", "assemble_tasks"]

@@ -72,6 +72,7 @@ FLAGS = {
         ("initial_z_noise", float, "extra noise on the dream's first z"),
         ("done_threshold", float, "dream ends when M's done probability passes this"),
         ("target_cumulative_reward", float, "stop when the evaluated mean reaches it"),
+        ("early_stop", int, "end a training episode after this many frames of negative reward in a row (0: never)"),
     ],
     "test": [
         ("max_steps", int, "longest real-game episode when training or testing C"),
@@ -108,6 +109,8 @@ def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
     if stage == "controller":
         g.add_argument("--in_dream", action=argparse.BooleanOptionalAction, default=None,
                        help="train C inside M's dream")
+        g.add_argument("--paired_seeds", action=argparse.BooleanOptionalAction, default=None,
+                       help="score every candidate of a generation on the same episodes")
         g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
         g.add_argument("--evaluator", choices=("inprocess", "processes", "dask"),
                        help="where candidates are scored (default: dream in-process, real game in processes; "
@@ -179,7 +182,7 @@ def resolve_config(args) -> tuple[Config, Path]:
         data_dir = Path("runs") / f"{game}-{base.preset}"
     fields = {f.name for f in dataclasses.fields(Config)}
     names = [field for group in FLAGS.values() for field, _, _ in group]
-    names += ["seed", "workers", "renderer", "predict_done", "in_dream", "curriculum"]
+    names += ["seed", "workers", "renderer", "predict_done", "in_dream", "paired_seeds", "curriculum"]
     overrides = {n: getattr(args, n) for n in names if n in fields and getattr(args, n, None) is not None}
     if getattr(args, "rollouts", None) is not None:
         overrides["test_rollouts"] = args.rollouts

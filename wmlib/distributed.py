@@ -55,7 +55,7 @@ import uuid
 import numpy as np
 import torch
 
-from .agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, Evaluator, run_jobs, split_evenly
+from .agent import Agent, EvalSettings, Evaluator, assemble_tasks, plan_tasks, run_jobs, task_jobs
 from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
 
 try:
@@ -174,42 +174,6 @@ def _release(token: str) -> int:
 
 
 # -- splitting a generation into tasks --------------------------------------------------------------------------
-def plan_tasks(settings: EvalSettings, jobs, batches: int) -> list[list[tuple[int, int, int]]]:
-    """Tasks as lists of pieces (job index, first seed, end seed), in job and seed order.
-
-    Real game: one piece per task, a chunk of at most REAL_ENVS_PER_BATCH seeds of one job (the chunks
-    :func:`run_jobs` plays in lockstep, so scores are identical). Dream: all episodes split into ``batches``
-    contiguous groups, each one batched dream.
-    """
-    if settings.mode != "dream":
-        return [[(j, a, min(a + REAL_ENVS_PER_BATCH, len(seeds)))]
-                for j, (_, seeds) in enumerate(jobs) for a in range(0, len(seeds), REAL_ENVS_PER_BATCH)]
-    episodes = [(j, k) for j, (_, seeds) in enumerate(jobs) for k in range(len(seeds))]
-    tasks = []
-    for group in split_evenly(episodes, max(1, int(batches))):
-        pieces = []
-        for j, k in group:
-            if pieces and pieces[-1][0] == j:
-                pieces[-1] = (j, pieces[-1][1], k + 1)
-            else:
-                pieces.append((j, k, k + 1))
-        tasks.append(pieces)
-    return tasks
-
-
-def task_jobs(jobs, pieces):
-    """The jobs one task of :func:`plan_tasks` scores: each piece's parameters and its slice of seeds."""
-    return [(jobs[j][0], list(jobs[j][1][a:b])) for j, a, b in pieces]
-
-
-def _assemble(jobs, tasks, results) -> list[np.ndarray]:
-    parts: list[list[np.ndarray]] = [[] for _ in jobs]
-    for pieces, scores in zip(tasks, results):
-        for (j, _, _), s in zip(pieces, scores):
-            parts[j].append(np.asarray(s))
-    return [np.concatenate(p) if p else np.zeros(0) for p in parts]
-
-
 def default_timeout() -> float:
     """Seconds a lost scheduler (or a cluster without workers) is waited for: Dask's connect timeout."""
     return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
@@ -353,7 +317,7 @@ class DaskEvaluator(Evaluator):
                        for i in todo}
             todo = self._collect(futures, results)
             if not todo:
-                return _assemble(jobs, tasks, results)
+                return assemble_tasks(jobs, tasks, results)
             logger.warning("%d of %d evaluation tasks were lost (a worker or the scheduler went away); "
                            "submitting them again", len(todo), len(tasks))
         raise RuntimeError(f"{len(todo)} evaluation tasks on the Dask cluster at {self.address} failed "

@@ -10,18 +10,21 @@ One compressed ``.npz`` file per episode, written atomically:
 | dones   | bool    | (T,)           | True where the game ended (died / left the track) after t    |
 | meta    | str     | ()             | JSON: game, seed, ...                                        |
 
-The encoded series (``series/``) hold ``mu`` and ``logvar`` (float32, (T, N_z)) instead of frames.
+The encoded series (``series/``) hold ``mu`` and ``logvar`` (float32, (T, N_z)) instead of frames. V trains on
+frames shuffled across all episodes, read from a :class:`FrameStore` (the same frames, uncompressed in one file).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .io import atomic_save
+from .io import atomic_save, atomic_write_text
 
 EPISODES = "episodes"  # a run directory's folder of episode files
 SERIES = "series"  # and of their encodings
@@ -100,23 +103,84 @@ def load_series(path) -> dict:
     return load_arrays(path, SERIES_KEYS)
 
 
-def frame_batches(files, batch_size: int, rng: np.random.Generator, buffer_episodes: int = 8):
-    """Yield shuffled (batch, 64, 64, 3) uint8 frame batches over all ``files``, streaming from disk.
+# --------------------------------------------------------------------------------------------------------------
+# V's frames, shuffled across the whole data set
+# --------------------------------------------------------------------------------------------------------------
 
-    Episodes are visited in a random order; ``buffer_episodes`` of them are held at a time and their frames are
-    shuffled together. Memory is bounded by the buffer, not by the number of episodes. Leftover frames that do not
-    fill a batch are carried into the next buffer; the last, partial batch is yielded too.
+FRAME_SHAPE = (64, 64, 3)
+FRAME_BYTES = 64 * 64 * 3
+
+
+class FrameStore:
+    """Every frame of a list of episode files, uncompressed, one after another in one flat file.
+
+    The compressed episode files cannot be read at a random frame, so V's frames are written out once, in order,
+    to ``path`` (with ``path.json`` naming the episodes and their lengths); a batch is then read frame by frame
+    with ``os.pread`` at shuffled positions: the whole data set shuffled, as the original implementation did, with
+    only one batch in memory. The store is rebuilt when the list of episodes changes.
     """
-    order = rng.permutation(len(files))
-    carry = np.zeros((0, 64, 64, 3), np.uint8)
-    for start in range(0, len(order), buffer_episodes):
-        chunk = [load_episode(files[i])["frames"] for i in order[start : start + buffer_episodes]]
-        pool = np.concatenate([carry, *chunk])
-        pool = pool[rng.permutation(len(pool))]
-        full = len(pool) - len(pool) % batch_size
-        for b in range(0, full, batch_size):
-            yield pool[b : b + batch_size]
-        carry = pool[full:]
-        del chunk, pool
-    if len(carry):
-        yield carry
+
+    def __init__(self, path):
+        self.path = Path(path)
+        index = json.loads(self.path.with_suffix(".json").read_text())
+        self.episodes, self.lengths = index["episodes"], index["lengths"]
+        self.size = int(sum(self.lengths))
+        if self.path.stat().st_size != self.size * FRAME_BYTES:
+            raise EpisodeError(f"{self.path}: holds {self.path.stat().st_size} bytes, expected {self.size} frames "
+                               f"of {FRAME_BYTES}; delete it to write it again")
+
+    def __len__(self) -> int:
+        return self.size
+
+    @classmethod
+    def build(cls, files, path, progress: bool = False) -> "FrameStore":
+        """The store of ``files`` at ``path``: the one already there if it holds the same episodes, else written
+        anew (to a temporary file renamed into place, so an interrupted build leaves no store that looks whole)."""
+        path = Path(path)
+        names = [Path(f).name for f in files]
+        index_path = path.with_suffix(".json")
+        if path.exists() and index_path.exists():
+            try:
+                if json.loads(index_path.read_text())["episodes"] == names:
+                    return cls(path)
+            except (ValueError, KeyError, EpisodeError):
+                pass  # a broken store is written again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        lengths = []
+        with open(tmp, "wb") as out:
+            for f in tqdm(files, desc="V's frames", unit="ep", disable=not progress):
+                frames = load_episode(f)["frames"]
+                out.write(np.ascontiguousarray(frames).tobytes())
+                lengths.append(len(frames))
+            out.flush()
+            os.fsync(out.fileno())
+        atomic_write_text(index_path, json.dumps(dict(episodes=names, lengths=lengths)))
+        os.replace(tmp, path)
+        return cls(path)
+
+    def read(self, indices) -> np.ndarray:
+        """Frames at ``indices`` (in that order): (len(indices), 64, 64, 3) uint8."""
+        indices = np.asarray(indices, np.int64)
+        out = np.empty((len(indices), *FRAME_SHAPE), np.uint8)
+        order = np.argsort(indices, kind="stable")  # ascending offsets: kinder to the disk
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for j in order:
+                data = os.pread(fd, FRAME_BYTES, int(indices[j]) * FRAME_BYTES)
+                out[j] = np.frombuffer(data, np.uint8).reshape(FRAME_SHAPE)
+        finally:
+            os.close(fd)
+        return out
+
+    def batch_indices(self, batch_size: int, rng: np.random.Generator):
+        """One pass over every frame in a random order: the indices of ``batch_size`` frames at a time (the last
+        batch may be short). Read them with :meth:`read`; a resumed pass skips indices without reading."""
+        order = rng.permutation(self.size)
+        for b in range(0, self.size, batch_size):
+            yield order[b : b + batch_size]
+
+    def batches(self, batch_size: int, rng: np.random.Generator):
+        """The frames of :meth:`batch_indices`: (batch_size, 64, 64, 3) uint8 arrays."""
+        for indices in self.batch_indices(batch_size, rng):
+            yield self.read(indices)

@@ -37,8 +37,10 @@ from .seeding import EVAL, TRAIN, episode_seed
 
 
 def generation_jobs(cfg: Config, solutions, generation: int):
-    """One job per candidate: its parameters and its trials' seeds (run seed, generation, candidate, trial)."""
-    return [(np.asarray(x, np.float32), [episode_seed(cfg.seed, generation, i, t, TRAIN) for t in range(cfg.trials)])
+    """One job per candidate: its parameters and its trials' seeds (run seed, generation, candidate, trial); with
+    cfg.paired_seeds every candidate gets candidate 0's seeds (the same tracks for all)."""
+    return [(np.asarray(x, np.float32),
+             [episode_seed(cfg.seed, generation, 0 if cfg.paired_seeds else i, t, TRAIN) for t in range(cfg.trials)])
             for i, x in enumerate(solutions)]
 
 
@@ -95,7 +97,8 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
     np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator
     own = evaluator is None
     if own:
-        evaluator = default_evaluator(EvalSettings.from_config(cfg), data_dir, cfg.game, cfg.workers, agent)
+        evaluator = default_evaluator(EvalSettings.from_config(cfg, training=True), data_dir, cfg.game, cfg.workers,
+                                      agent)
     es = state["es"]
     cap = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
     bar = tqdm(total=cfg.generations, initial=state["generation"], desc=f"C ({EvalSettings.from_config(cfg).mode})",
@@ -103,7 +106,7 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
     try:
         while state["generation"] < cfg.generations and not state["done"]:
             g, t0 = state["generation"], time.time()
-            settings = EvalSettings.from_config(cfg, max_len=state["max_len"])
+            settings = EvalSettings.from_config(cfg, max_len=state["max_len"], training=True)
             solutions = es.ask()
             scores = evaluator.evaluate(settings, generation_jobs(cfg, solutions, g))
             fitness = np.array([s.mean() for s in scores])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .agent import Agent, Evaluator, run_jobs, split_evenly
+from .agent import Agent, Evaluator, assemble_tasks, plan_tasks, run_jobs, split_evenly, task_jobs
 
 _WORKER_AGENT: Agent | None = None
 
@@ -33,7 +33,8 @@ def _worker_run(args):
 class ProcessPoolEvaluator(Evaluator):
     """Jobs spread over ``workers`` local processes; each loads V and M once, when it starts.
 
-    Real-game jobs go one by one (a candidate's trials stay together); dream jobs go as ``workers`` groups, each a
+    Real-game jobs go in chunks of at most REAL_ENVS_PER_BATCH episodes (the chunks :func:`run_jobs` plays in
+    lockstep, so the scores are the same as in-process); dream jobs go as ``workers`` groups of candidates, each a
     batched dream. A worker that dies breaks the pool (it never hangs): the pool is started again and the
     generation's jobs are retried, up to ``retries`` times.
     """
@@ -50,10 +51,15 @@ class ProcessPoolEvaluator(Evaluator):
 
     def evaluate(self, settings, jobs):
         jobs = list(jobs)
-        groups = split_evenly(jobs, self.workers) if settings.mode == "dream" else [[job] for job in jobs]
+        if settings.mode == "dream":  # one batched dream per worker
+            tasks = [[(j, 0, len(jobs[j][1])) for j in group] for group in split_evenly(list(range(len(jobs))),
+                                                                                      self.workers)]
+        else:  # chunks of a job's episodes: the CMA-ES mean's 1024 evaluation episodes keep every worker busy
+            tasks = plan_tasks(settings, jobs, self.workers)
+        payloads = [(settings, task_jobs(jobs, pieces)) for pieces in tasks]
         for attempt in range(self.retries + 1):
             try:
-                return [r for res in self.pool.map(_worker_run, [(settings, g) for g in groups]) for r in res]
+                return assemble_tasks(jobs, tasks, list(self.pool.map(_worker_run, payloads)))
             except BrokenProcessPool:
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 if attempt == self.retries:

@@ -7,6 +7,7 @@
 | ``episodes/ep_NNNNNN.npz``      | rollouts, iterate             | frames, actions, rewards, dones                    |
 | ``series/ep_NNNNNN.npz``        | memory (encoding)             | V's mu, logvar of every frame, actions, ...        |
 | ``vision/vision.pt``, ``log.csv`` | vision                      | V                                                  |
+| ``vision/frames.u8``, ``.json`` | vision                        | V's frames, uncompressed for shuffled reading      |
 | ``memory/memory.pt``, ``log.csv`` | memory                      | M                                                  |
 | ``memory/initial_z.npz``        | a pretrained agent            | the dream's first frames (mu, logvar)              |
 | ``controller/controller.pt``    | evolution                     | C's parameters                                     |
@@ -32,6 +33,7 @@ from .config import Config
 
 CONFIG = "config.json"
 VISION = Path("vision") / "vision.pt"
+FRAMES = Path("vision") / "frames.u8"  # V's training frames, uncompressed (episodes.FrameStore); can be deleted
 MEMORY = Path("memory") / "memory.pt"
 INITIAL_Z = Path("memory") / "initial_z.npz"
 CONTROLLER = Path("controller") / "controller.pt"

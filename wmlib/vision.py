@@ -4,8 +4,9 @@ Encoder: four 4x4 stride-2 convolutions (32, 64, 128, 256 filters, ReLU) -> 2x2x
 Decoder: dense N_z -> 1024 as a 1x1 image -> deconvolutions 128 (5x5), 64 (5x5), 32 (6x6), 3 (6x6, sigmoid), stride 2.
 Parameters: 4,348,547 for N_z = 32 and 4,446,915 for N_z = 64, as in the paper.
 
-Training streams frames from the episode files (:func:`wmlib.episodes.frame_batches`), so memory does not grow with
-the number of episodes; a checkpoint is written after every epoch and a re-run resumes from it.
+Training reads batches of frames shuffled across all episodes from disk (:class:`wmlib.episodes.FrameStore`), so
+memory does not grow with the number of episodes; a checkpoint is written every few hundred batches and a re-run
+resumes from it.
 """
 
 from __future__ import annotations
@@ -96,8 +97,14 @@ def load_vision(data_dir_or_file) -> tuple[Vision, dict]:
 
 
 @holds_run_lock("wm vision (wmlib.vision.train_vision)")
-def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
-    """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set); resume from ``vision/vision.pt`` if present."""
+def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int = 200) -> Path:
+    """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set).
+
+    Every epoch visits all their frames in a random order (shuffled across the whole data set: they are read from
+    a :class:`wmlib.episodes.FrameStore`, written once). The checkpoint ``vision/vision.pt`` is written every
+    ``save_every`` batches and at the end of each epoch; a run that was stopped resumes from it, at the same batch,
+    with the same numbers as one that was not.
+    """
     data_dir = Path(data_dir)
     files = episodes.list_episodes(data_dir)
     if not files:
@@ -108,7 +115,9 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
     seed_everything(cfg.seed)
     model = Vision(cfg.z_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.vae_lr)
-    start_epoch, run_id = 0, uuid.uuid4().hex
+    # where the last run stopped: epochs done, batches of the next epoch done, its running sums so far
+    at = dict(epoch=0, batch=0, sums=np.zeros(3), frames=0, seconds=0.0, torch_rng=None)
+    run_id = uuid.uuid4().hex
     if out.exists():
         ckpt = load_checkpoint(out, "vision checkpoint")
         if int(ckpt["config"]["z_dim"]) != cfg.z_dim:
@@ -119,17 +128,36 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
         model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
             opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, run_id = int(ckpt["epoch"]), ckpt["id"]
+        run_id = ckpt["id"]
+        at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
+                                               if k in ckpt})
+        at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
+    if at["epoch"] >= cfg.vae_epochs:
+        return out
+    store = episodes.FrameStore.build(files, rundir.path(data_dir, rundir.FRAMES), progress=progress)
     log_path = rundir.log_path(data_dir, "vision")
-    for epoch in range(start_epoch, cfg.vae_epochs):
+    n_batches = -(-len(store) // cfg.vae_batch)
+
+    def save(epoch: int, batch: int, sums, frames: int, seconds: float) -> None:
+        atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch, batch=batch,
+                                    sums=torch.as_tensor(sums), frames=frames, seconds=seconds,
+                                    torch_rng=torch.get_rng_state(), id=run_id, config=cfg.to_dict()))
+
+    for epoch in range(at["epoch"], cfg.vae_epochs):
         model.train()
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        sums, n, t0 = np.zeros(3), 0, time.time()
-        batches = episodes.frame_batches(files, cfg.vae_batch, rng, cfg.vae_buffer_episodes)
-        bar = tqdm(batches, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch", disable=not progress)
-        for frames in bar:
-            x = to_tensor(frames)
+        skip, sums, n, seconds = 0, np.zeros(3), 0, 0.0
+        if epoch == at["epoch"] and at["batch"] > 0:  # resume inside this epoch
+            skip, sums, n, seconds = at["batch"], at["sums"], int(at["frames"]), float(at["seconds"])
+            torch.set_rng_state(at["torch_rng"])
+        t0 = time.time() - seconds
+        bar = tqdm(total=n_batches, initial=skip, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch",
+                   disable=not progress)
+        for b, indices in enumerate(store.batch_indices(cfg.vae_batch, rng)):
+            if b < skip:
+                continue
+            x = to_tensor(store.read(indices))
             recon, mu, logvar = model(x)
             loss, r_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
             opt.zero_grad(set_to_none=True)
@@ -137,13 +165,14 @@ def train_vision(cfg: Config, data_dir, progress: bool = True) -> Path:
             opt.step()
             sums += [loss.item() * len(x), r_loss.item() * len(x), kl.item() * len(x)]
             n += len(x)
+            bar.update()
             bar.set_postfix(loss=f"{sums[0] / n:.1f}")
-        row = dict(epoch=epoch + 1, frames=n, loss=sums[0] / n, r_loss=sums[1] / n, kl=sums[2] / n,
-                   seconds=round(time.time() - t0, 2))
-        ckpt = dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch + 1, id=run_id,
-                    config=cfg.to_dict())
-        atomic_torch_save(out, ckpt)
-        append_csv(log_path, row)
+            if (b + 1) % save_every == 0 and b + 1 < n_batches:
+                save(epoch, b + 1, sums, n, time.time() - t0)
+        bar.close()
+        save(epoch + 1, 0, np.zeros(3), 0, 0.0)
+        append_csv(log_path, dict(epoch=epoch + 1, frames=n, loss=sums[0] / n, r_loss=sums[1] / n, kl=sums[2] / n,
+                                  seconds=round(time.time() - t0, 2)))
         save_reconstructions(model, files[0], out.parent / "reconstructions.png")
     return out
 

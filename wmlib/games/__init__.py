@@ -15,6 +15,9 @@ import torch
 
 GAMES = ("CarRacing-v3", "DoomTakeCover")
 CARRACING_RENDERERS = ("gymnasium", "exact", "fast")  # who draws CarRacing's observation (see carracing_render)
+# Frames at the start of an episode when the player cannot yet do anything useful: CarRacing's camera zooms in for
+# its first second (50 frames at 50 FPS; gymnasium's car_racing.py), while each frame costs -0.1 reward.
+OPENING_FRAMES = {"CarRacing-v3": 50, "DoomTakeCover": 0}
 
 
 def check_game(game: str) -> str:
