@@ -242,7 +242,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
             for stage in STAGES if args.command == "run" else (args.command,):
                 run_stage(stage, cfg, data_dir, args)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+    except (ValueError, OSError, ImportError, RuntimeError) as exc:  # OSError: FileNotFoundError, a full disk
         print(f"wm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -147,6 +148,12 @@ class FrameStore:
                 pass  # a broken store is written again
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)  # a build that was interrupted
+        needed = sum(len(load_arrays(f, ("dones",))["dones"]) for f in files) * FRAME_BYTES
+        free = shutil.disk_usage(path.parent).free
+        if needed > free:
+            raise OSError(f"{path}: V's {needed / 2**30:.1f} GiB of uncompressed frames do not fit in the "
+                          f"{free / 2**30:.1f} GiB free there; train V on fewer episodes (--vae_episodes)")
         lengths = []
         with open(tmp, "wb") as out:
             for f in tqdm(files, desc="V's frames", unit="ep", disable=not progress):
