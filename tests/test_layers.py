@@ -5,12 +5,13 @@ import ast
 import pkgutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 import wmlib
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(wmlib.__file__).parent
