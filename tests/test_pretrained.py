@@ -1,4 +1,4 @@
-"""The shipped Doom agent (pretrained/doom), and exporting / installing a pretrained agent."""
+"""The shipped agents (pretrained/doom, pretrained/carracing), and exporting / installing a pretrained agent."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from wmlib.config import Config
 
 SHIPPED = REPO / "pretrained" / "doom"
 shipped = pytest.mark.skipif(not (SHIPPED / "config.json").exists(), reason="no agent in pretrained/doom")
+CARRACING = REPO / "pretrained" / "carracing"
+shipped_carracing = pytest.mark.skipif(not (CARRACING / "config.json").exists(),
+                                       reason="no agent in pretrained/carracing")
 
 
 @shipped
@@ -118,3 +121,63 @@ def test_notebooks_run_on_the_shipped_agent(name, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "DoomTakeCover-pretrained" / "vision" / "vision.pt").exists()
     assert not (tmp_path / "runs" / "DoomTakeCover-smoke").exists()  # nothing was trained
     assert not [c for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+@shipped_carracing
+def test_the_shipped_carracing_agent_is_small_weights_only_and_documented():
+    assert "carracing" in pretrained.available()
+    size = sum(f.stat().st_size for f in CARRACING.rglob("*") if f.is_file())
+    assert size < 40 * 2**20
+    for rel in pretrained.CHECKPOINTS:
+        ckpt = torch.load(CARRACING / rel, map_location="cpu", weights_only=True)
+        assert "optimizer" not in ckpt
+    cfg = Config.from_dict(json.loads((CARRACING / "config.json").read_text()))
+    assert (cfg.game, cfg.preset, cfg.in_dream) == ("CarRacing-v3", "reproduce", False)
+    params = torch.load(CARRACING / "controller" / "controller.pt", weights_only=True)["params"]
+    assert params.shape == (867,)  # the paper's controller
+    card = (CARRACING / "CARD.md").read_text()
+    for name in ("scores.json", "random_scores.json"):  # 100 whole real episodes each, quoted on the card
+        s = json.loads((CARRACING / "test" / name).read_text())
+        assert s["episodes"] == 100 and s["max_steps"] == 1000
+        assert f"{s['mean']:.1f} ± {s['std']:.1f}" in card
+    assert (CARRACING / "controller" / "learning_curve.png").exists()
+
+
+@shipped_carracing
+def test_wm_test_pretrained_carracing_drives_real_tracks_better_than_random(tmp_path):
+    before = {rel: (CARRACING / rel).read_bytes() for rel in pretrained.files_of(CARRACING)}
+    d = tmp_path / "car"
+    out = wm("test", "--pretrained", "carracing", "--data_dir", d, "--rollouts", 2, "--max_steps", 300, "--quiet")
+    assert "controller score over 2 episodes of CarRacing-v3" in out.stdout
+    trained = json.loads((d / "test" / "scores.json").read_text())
+    wm("test", "--data_dir", d, "--rollouts", 2, "--max_steps", 300, "--policy", "random", "--quiet")
+    random = json.loads((d / "test" / "random_scores.json").read_text())
+    assert trained["episodes"] == 2 and all(n == 300 for n in trained["lengths"])  # no lap is done in 300 frames
+    # 300 frames are about a third of a lap: the agent has visited tiles worth ~+3 each; random driving has not
+    assert min(trained["scores"]) > 100 > max(random["scores"])
+    assert {rel: (CARRACING / rel).read_bytes() for rel in pretrained.files_of(CARRACING)} == before
+
+
+@pytest.mark.parametrize("shipped_agent", [
+    pytest.param(True, marks=shipped_carracing, id="shipped"), pytest.param(False, id="trained-here")])
+def test_notebook_06_runs_on_the_shipped_agent_or_trains_its_own(shipped_agent, tmp_path, monkeypatch):
+    """Notebook 06 loads pretrained/carracing when the source tree has it (nbmake runs that path too) and
+    otherwise trains a whole agent at the smoke preset; both executed for real."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(REPO / "notebooks" / "06_controller.ipynb", as_version=4)
+    switch = 'PRETRAINED = "carracing" in pretrained.available()'
+    setup = [c for c in nb.cells if c.cell_type == "code" and switch in c.source]
+    assert len(setup) == 1
+    setup[0].source = setup[0].source.replace(switch, f"PRETRAINED = {shipped_agent}")
+    monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("WM_SMOKE", "1")
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    runs = tmp_path / "runs"
+    assert (runs / "CarRacing-v3-pretrained").exists() == shipped_agent
+    assert (runs / "CarRacing-v3-smoke").exists() != shipped_agent  # with the shipped agent, V and M are not trained
+    own = runs / ("CarRacing-v3-own-smoke" if shipped_agent else "CarRacing-v3-smoke")
+    assert (own / "controller" / "controller.pt").exists()  # a controller evolved in the notebook either way
+    lap = (runs / ("CarRacing-v3-pretrained" if shipped_agent else "CarRacing-v3-smoke") / "notebook" / "lap.gif")
+    assert lap.stat().st_size > 0

@@ -35,13 +35,15 @@ import numpy as np
 
 from . import episodes, rundir
 from .io import atomic_save, atomic_torch_save, atomic_write_text, load_checkpoint, read_csv
+from .plots import plot_learning_curve
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 """Where the shipped agents live: ``pretrained/`` at the top of the source tree."""
 
 CHECKPOINTS = (rundir.VISION, rundir.MEMORY, rundir.CONTROLLER)
+CURVE = Path("controller/learning_curve.png")
 LOGS = tuple(Path(p) for p in ("vision/log.csv", "vision/reconstructions.png", "memory/log.csv", "memory/loss.png",
-                                "controller/log.csv", "controller/learning_curve.png"))
+                                "controller/log.csv"))
 
 
 def available() -> list[str]:
@@ -114,6 +116,9 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
     for f in episodes.list_episodes(data_dir)[:sample_episodes]:
         for sub in ("episodes", "series"):
             shutil.copyfile(data_dir / sub / f.name, _fresh(dest / sub / f.name))
+    clog = rundir.log_path(data_dir, "controller")
+    if clog.exists():  # drawn afresh: C writes its plot only when it finishes, and a run may go on after that
+        plot_learning_curve(clog, _fresh(dest / CURVE))
     for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY,
                 *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json")))]:
         if (data_dir / rel).exists():
@@ -168,7 +173,8 @@ def card(data_dir, command: str | None = None) -> str:
              f"loss {read_csv(vlog)['loss'][-1]:.1f}" if vlog.exists() else "", _minutes(vlog)),
             ("M (MDN-RNN)", f"LSTM {cfg.hidden_dim}, {cfg.mixtures} Gaussians per dimension, done head "
              f"{'on' if cfg.predict_done else 'off'}; {cfg.rnn_steps} steps of {cfg.rnn_batch} x {cfg.seq_len}",
-             (lambda m: f"z loss {m['z_loss'][-1]:.3f}, done loss {m['done_loss'][-1]:.3f}")(read_csv(mlog))
+             (lambda m: f"z loss {m['z_loss'][-1]:.3f}" + (f", done loss {m['done_loss'][-1]:.3f}"
+                                                           if cfg.predict_done else ""))(read_csv(mlog))
              if mlog.exists() else "", _minutes(mlog))]
     if (data_dir / rundir.ITERATION).exists():  # iterative training (wm iterate): real play by the previous dream's C
         rounds, it = [], json.loads((data_dir / rundir.ITERATION).read_text())
@@ -189,7 +195,10 @@ def card(data_dir, command: str | None = None) -> str:
         evals = c["eval_mean"][~np.isnan(c["eval_mean"])]
         gens = int(c["generation"][-1])
         rows.append(("C (CMA-ES)", f"{where}" + (f" at tau {cfg.temperature:g}" if cfg.in_dream else "")
-                     + f"; population {cfg.pop} x {cfg.trials} episodes, sigma0 {cfg.sigma0:g}",
+                     + f"; population {cfg.pop} x {cfg.trials} episodes, sigma0 {cfg.sigma0:g}"
+                     + (f"; training episodes end after {cfg.early_stop} frames in a row of negative reward"
+                        if cfg.early_stop and not cfg.in_dream else "")
+                     + ("; all candidates of a generation on the same tracks" if cfg.paired_seeds else ""),
                      f"{gens} generations; the mean's best evaluation {evals.max():.1f} "
                      f"({cfg.eval_episodes} episodes {where})" if len(evals) else f"{gens} generations",
                      _minutes(clog)))
