@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from wmlib import episodes, notebook
 from wmlib.memory import Memory, mixture_density
 from wmlib.plots import png_bytes
-from wmlib.vision import Vision, decode, encode, reconstruct
+from wmlib.vision import Vision, decode, encode, latent_kl, reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,21 @@ def test_latent_explorer_pages_cover_every_dimension_of_doom():
     assert dims == list(range(64))
     with pytest.raises(IndexError):
         explorer.set(64, 0.0)
+
+
+def test_latent_explorer_ordered_by_use_puts_the_used_dimensions_on_the_first_sliders(vision):
+    frames = np.random.default_rng(2).integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    kl = latent_kl(vision, frames)
+    order = np.argsort(kl)[::-1]
+    explorer = notebook.LatentExplorer(vision, per_page=16, order=order)
+    assert explorer.dims(0) == [int(j) for j in order[:16]] and explorer.dims(1) == [int(j) for j in order[16:]]
+    explorer.widget
+    assert explorer.sliders[0].description == f"z[{order[0]}]"
+    assert explorer.dropdown.options[0][0] == "the 1.-16. most used"
+    explorer.sliders[0].value = 2.0  # the first slider moves the most used dimension
+    assert explorer.z[order[0]] == 2.0
+    with pytest.raises(ValueError, match="each of the 32 latent dimensions once"):
+        notebook.LatentExplorer(vision, order=[0, 0, *range(2, 32)])
 
 
 def test_plot_reconstructions_shows_frames_over_their_reconstructions(vision):

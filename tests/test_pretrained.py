@@ -105,9 +105,11 @@ def test_export_then_install_gives_a_run_that_plays_and_dreams(run_copy, tmp_pat
     assert (target / "test" / "scores.json").read_bytes() == made
 
 
-@shipped
-@pytest.mark.parametrize("name", ["04_vision", "05_memory", "07_dream_training"])
-def test_notebooks_run_on_the_shipped_agent(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, game", [
+    pytest.param("04_vision", "CarRacing-v3", marks=shipped_carracing),
+    pytest.param("05_memory", "DoomTakeCover", marks=shipped),
+    pytest.param("07_dream_training", "DoomTakeCover", marks=shipped)])
+def test_notebooks_run_on_the_shipped_agent(name, game, tmp_path, monkeypatch):
     """The notebooks' PRETRAINED path (what a learner gets outside the smoke scale), executed for real."""
     import nbformat
     from nbclient import NotebookClient
@@ -118,8 +120,8 @@ def test_notebooks_run_on_the_shipped_agent(name, tmp_path, monkeypatch):
     setup[0].source = setup[0].source.replace("PRETRAINED = not SMOKE", "PRETRAINED = True")
     monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert (tmp_path / "runs" / "DoomTakeCover-pretrained" / "vision" / "vision.pt").exists()
-    assert not (tmp_path / "runs" / "DoomTakeCover-smoke").exists()  # nothing was trained
+    assert (tmp_path / "runs" / f"{game}-pretrained" / "vision" / "vision.pt").exists()
+    assert not (tmp_path / "runs" / f"{game}-smoke").exists()  # nothing was trained
     assert not [c for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
 
 

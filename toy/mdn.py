@@ -1,7 +1,7 @@
 """Mixture density network (MDN) on a one-dimensional problem whose answer is multi-valued.
 
 The data: draw y uniformly, set x = 7 sin(0.75 y) + 0.5 y + noise, then *swap the axes* and ask for y given x.
-The forward map y -> x is a function; the inverse x -> y is not: for x near 0 there are three valid y's.
+The forward map y -> x is a function; the inverse x -> y is not: at x = 0 five y's are right (three at x = -6).
 
 * A plain network trained with mean squared error learns E[y | x], the average of the branches, which is close
   to none of them.

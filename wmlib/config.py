@@ -310,7 +310,7 @@ JOINT_RULES: list[tuple[Callable[[Config], bool], str]] = [
 ]
 
 
-# The paper's per-game numbers (shared/REFERENCE.md).
+# The paper's per-game numbers (World Models, Sec. 3-4 and the appendix; the README lists them beside the presets).
 GAME_DEFAULTS = {
     "CarRacing-v3": dict(
         z_dim=32, hidden_dim=256, max_frames=1000, min_frames=0, predict_done=False, restart_flag=False,

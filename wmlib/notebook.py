@@ -134,13 +134,20 @@ class LatentExplorer:
     """One slider per latent dimension, and V's decoding of the latent vector, updated as a slider moves.
 
     ``per_page`` sliders are shown at a time; a dropdown picks which dimensions they control (all 32 of CarRacing
-    fit on two pages, Doom's 64 on four). The callbacks are methods: ``set(dim, value)`` changes one dimension and
-    returns the new image; ``image()`` decodes the current z.
+    fit on two pages, Doom's 64 on four). ``order`` lists the dimensions in the order the pages show them: pass
+    them sorted by how much V uses them (:func:`wmlib.vision.latent_kl`, largest first) and the first sliders move
+    the picture most (a trained V leaves many dimensions unused, and a slider on one of those changes nothing).
+    The callbacks are methods: ``set(dim, value)`` changes one dimension and returns the new image; ``image()``
+    decodes the current z.
     """
 
-    def __init__(self, vision, z=None, per_page: int = 16, limit: float = 3.0, scale: int = 4):
+    def __init__(self, vision, z=None, per_page: int = 16, limit: float = 3.0, scale: int = 4, order=None):
         self.vision, self.per_page, self.limit, self.scale = vision, int(per_page), float(limit), scale
         self.z_dim = int(vision.z_dim)
+        self.order = list(range(self.z_dim)) if order is None else [int(j) for j in order]
+        if sorted(self.order) != list(range(self.z_dim)):
+            raise ValueError(f"order must list each of the {self.z_dim} latent dimensions once, got {self.order}")
+        self.ordered = order is not None
         self.start = np.zeros(self.z_dim, np.float32) if z is None else np.array(z, np.float32).reshape(self.z_dim)
         self.z = self.start.copy()
         self.page = 0
@@ -154,7 +161,7 @@ class LatentExplorer:
     def dims(self, page: int | None = None) -> list[int]:
         """The latent dimensions the sliders control on ``page`` (default: the current one)."""
         page = self.page if page is None else page
-        return list(range(page * self.per_page, min(self.z_dim, (page + 1) * self.per_page)))
+        return self.order[page * self.per_page:(page + 1) * self.per_page]
 
     def image(self) -> np.ndarray:
         """V's decoding of the current z: (64, 64, 3) uint8."""
@@ -222,7 +229,9 @@ class LatentExplorer:
                                   layout=w.Layout(width="300px"))
                 s.observe(lambda change, i=i: self.on_slider(i, change), names="value")
                 self.sliders.append(s)
-            options = [(f"dimensions {d[0]}-{d[-1]}", p) for p in range(self.pages) for d in [self.dims(p)]]
+            first = lambda p: p * self.per_page + 1  # noqa: E731
+            options = [(f"the {first(p)}.-{first(p) + len(self.dims(p)) - 1}. most used" if self.ordered else
+                        f"dimensions {self.dims(p)[0]}-{self.dims(p)[-1]}", p) for p in range(self.pages)]
             self.dropdown = w.Dropdown(options=options, value=self.page, description="sliders for")
             self.dropdown.observe(lambda change: self.show_page(change["new"]), names="value")
             reset = w.Button(description="reset z")

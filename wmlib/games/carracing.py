@@ -1,7 +1,7 @@
 """CarRacing-v3 with the paper's 64x64 frames.
 
 The 96x96 state image is cropped to rows 0:84 (the dashboard at the bottom is dropped) and resized to 64x64
-(shared/REFERENCE.md). ``renderer`` picks who draws the 96x96 image: gymnasium itself, our pixel-identical ``exact``
+as in the original code. ``renderer`` picks who draws the 96x96 image: gymnasium itself, our pixel-identical ``exact``
 renderer, or the ``fast`` low-resolution one (the default; see :mod:`wmlib.games.carracing_render`). Physics, track,
 rewards and termination are gymnasium's in all three.
 """
