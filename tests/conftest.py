@@ -61,3 +61,17 @@ def run_copy(smoke_runs, tmp_path):
         return dst
 
     return get
+
+
+def notebook_with_solutions(path):
+    """The notebook at ``path`` (nbformat) with every exercise cell replaced by its worked solution
+    (``notebooks/solutions/<notebook>/<exercise>.py``), as a learner who finished it would run it."""
+    import nbformat  # only the notebook tests need it
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        name = cell.metadata.get("exercise")
+        if name:
+            cell.source = (REPO / "notebooks" / "solutions" / Path(path).stem / f"{name}.py").read_text()
+    return nb
+

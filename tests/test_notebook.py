@@ -1,6 +1,6 @@
 """wmlib.notebook: the notebooks' run helpers and the callbacks that their sliders and Play buttons call.
 
-nbmake runs the notebooks top to bottom but never moves a slider, so what a slider does is checked here, on tiny
+test_course.py runs the notebooks top to bottom but never moves a slider, so what a slider does is checked here, on tiny
 real models (randomly initialised Vision and Memory) and, for the run helpers, on the real smoke runs.
 """
 

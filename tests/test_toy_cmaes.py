@@ -147,6 +147,10 @@ def test_player_widget_is_a_play_button_linked_to_a_slider():
     assert isinstance(player.play, ipywidgets.Play) and isinstance(player.slider, ipywidgets.IntSlider)
     assert player.slider.max == player.play.max == 5
     assert isinstance(box, ipywidgets.VBox)
+    first = player._picture.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"  # the figure, as a picture
+    player.slider.value = 4  # what dragging the slider (or pressing play) does
+    assert player.generation == 4 and player._picture.value != first
 
 
 def test_gif_script_writes_a_readable_gif(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from toy import mdn
+from toy import mdn, plots
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,15 @@ def test_plots_return_figures(fit):
         plots.plot_temperature(fit),
     ):
         assert isinstance(fig, Figure) and fig.axes
+
+
+def test_explorer_retrain_shows_the_new_fit_as_a_picture():
+    pytest.importorskip("ipywidgets")
+    explorer = plots.MDNExplorer(n_mixtures=2, steps=100, seed=0)
+    assert explorer.picture.value == b""
+    fit = explorer.retrain()  # what the Retrain button calls
+    first = explorer.picture.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and f"MDN {fit.nll_mdn:.3f}" in explorer.score.value
+    explorer.n_mixtures.value = 5
+    explorer.retrain()
+    assert explorer.fit.mdn.n_mixtures == 5 and explorer.picture.value != first

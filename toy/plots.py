@@ -7,6 +7,7 @@ behind. The widgets import ipywidgets only when they are built.
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -131,6 +132,17 @@ def plot_temperature(fit: _mdn.ToyFit, x0: float = 0.0, temperatures=(0.5, 1.0, 
     return fig
 
 
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """A figure as PNG bytes, for an ``ipywidgets.Image``.
+
+    The widgets show their figures as pictures rather than through an ``Output`` widget: an ``Output`` widget
+    written to while its cell runs captures that cell's own messages, which notebook runners (nbclient, used by
+    the tests and by ``jupyter nbconvert --execute``) then wait on until their timeout."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 class MDNExplorer:
     """Widget: choose the number of mixtures and training steps, press *Retrain*, see the fits and the scores."""
 
@@ -141,20 +153,18 @@ class MDNExplorer:
         self.n_mixtures = w.IntSlider(value=n_mixtures, min=1, max=10, description="mixtures K")
         self.steps = w.IntSlider(value=steps, min=100, max=max_steps, step=100, description="steps")
         self.button = w.Button(description="Retrain", button_style="primary")
-        self.output = w.Output()
+        self.score = w.Label(value="press Retrain")
+        self.picture = w.Image(format="png")  # the figure as a picture: see figure_png
         self.button.on_click(lambda _: self.retrain())
-        self.widget = w.VBox([w.HBox([self.n_mixtures, self.steps, self.button]), self.output])
+        self.widget = w.VBox([w.HBox([self.n_mixtures, self.steps, self.button]), self.score, self.picture])
         self.fit = None
 
     def retrain(self) -> _mdn.ToyFit:
         """Fit both networks with the current slider values and redraw (what the button calls)."""
-        from IPython.display import display
-
         self.fit = _mdn.fit_toy(n_mixtures=self.n_mixtures.value, steps=self.steps.value, seed=self.seed)
-        with self.output:
-            self.output.clear_output(wait=True)
-            print(f"held-out NLL (nats/point): MSE Gaussian {self.fit.nll_mse:.3f}   MDN {self.fit.nll_mdn:.3f}")
-            display(plot_fits(self.fit))
+        self.score.value = (f"held-out NLL (nats/point): MSE Gaussian {self.fit.nll_mse:.3f}   "
+                            f"MDN {self.fit.nll_mdn:.3f}")
+        self.picture.value = figure_png(plot_fits(self.fit))
         return self.fit
 
     def _ipython_display_(self):
@@ -242,7 +252,7 @@ class CMAESPlayer:
         self.ax = self.figure.add_subplot(1, 1, 1)
         self._resolution = resolution
         self._widget = None
-        self._output = None
+        self._picture = None
         self.set_snapshots(snapshots, extent)
 
     # -- drawing ------------------------------------------------------------------------------------------------
@@ -301,14 +311,10 @@ class CMAESPlayer:
 
     # -- widget ------------------------------------------------------------------------------------------------
     def on_value_change(self, change) -> None:
-        """Slider callback: draw generation ``change["new"]`` and show the figure in the widget's output area."""
+        """Slider callback: draw generation ``change["new"]`` and show the figure in the widget's picture."""
         self.draw(change["new"])
-        if self._output is not None:
-            from IPython.display import display
-
-            with self._output:
-                self._output.clear_output(wait=True)
-                display(self.figure)
+        if self._picture is not None:
+            self._picture.value = figure_png(self.figure)
 
     @property
     def widget(self):
@@ -320,9 +326,9 @@ class CMAESPlayer:
             self.play = w.Play(value=0, min=0, max=last, step=1, interval=250, description="play")
             self.slider = w.IntSlider(value=0, min=0, max=last, description="generation")
             w.jslink((self.play, "value"), (self.slider, "value"))
-            self._output = w.Output()
+            self._picture = w.Image(format="png")
             self.slider.observe(self.on_value_change, names="value")
-            self._widget = w.VBox([w.HBox([self.play, self.slider]), self._output])
+            self._widget = w.VBox([w.HBox([self.play, self.slider]), self._picture])
             self.on_value_change({"new": self.slider.value})
         return self._widget
 

@@ -1,0 +1,3 @@
+def clearly_better(a, b):
+    se = np.sqrt(a["real_std"] ** 2 / a["real_episodes"] + b["real_std"] ** 2 / b["real_episodes"])
+    return a["real_mean"] - b["real_mean"] > 2 * se
