@@ -86,3 +86,16 @@ def test_every_solution_and_wrong_answer_belongs_to_an_exercise():
         assert files == names, f"{folder}: files without an exercise, or exercises without a file"
     for stem, name in names:
         assert re.fullmatch(r"[a-z_0-9]+", name), name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_opens_with_objectives_prerequisites_run_time_and_the_paper(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {path.stem[:2]} · ")
+    header = nb.cells[1]
+    assert header.metadata.get("course") == "header"
+    for part in ("**You will learn**", "**Before this:**", "**Run time:**", "**In the paper:**",
+                 "https://arxiv.org/abs/1803.10122", "Sec. "):
+        assert part in header.source, f"{path.name}: the header lacks {part}"
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "## Summary" in last.source, f"{path.name}: ends without a summary"
