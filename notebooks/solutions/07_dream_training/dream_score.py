@@ -1,0 +1,3 @@
+def dream_score(done_prob, threshold=0.5):
+    over = np.flatnonzero(np.asarray(done_prob) > threshold)
+    return int(over[0]) + 1 if len(over) else len(done_prob)  # the step that ends the dream counts
