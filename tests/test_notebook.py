@@ -101,55 +101,6 @@ def test_episode_stats_match_the_episode_files(smoke_runs):
 # -- 04: vision ---------------------------------------------------------------------------------------------------
 
 
-def test_latent_explorer_callback_changes_the_image(vision):
-    explorer = notebook.LatentExplorer(vision)
-    first = explorer.image()
-    assert first.shape == (64, 64, 3) and first.dtype == np.uint8
-    moved = explorer.set(5, 2.5)
-    assert explorer.z[5] == 2.5 and moved.shape == (64, 64, 3)
-    assert not np.array_equal(first, moved)
-    assert np.array_equal(moved, decode(vision, explorer.z))
-    assert np.array_equal(explorer.reset(), first)
-
-
-def test_latent_explorer_widget_sliders_drive_their_dimensions(vision):
-    explorer = notebook.LatentExplorer(vision, per_page=16)
-    widget = explorer.widget
-    assert explorer.pages == 2 and len(explorer.sliders) == 16
-    before = explorer.picture.value
-    explorer.sliders[2].value = 1.5  # what dragging the slider does
-    assert explorer.z[2] == 1.5 and explorer.picture.value != before
-    explorer.dropdown.value = 1  # the second page: dimensions 16-31
-    assert explorer.sliders[2].description == "z[18]" and explorer.sliders[2].value == 0.0
-    assert explorer.z[2] == 1.5  # switching pages does not change z
-    explorer.sliders[2].value = -1.0
-    assert explorer.z[18] == -1.0 and explorer.z[2] == 1.5
-    assert widget is explorer.widget
-
-
-def test_latent_explorer_pages_cover_every_dimension_of_doom():
-    explorer = notebook.LatentExplorer(Vision(64).eval(), per_page=12)
-    dims = [d for p in range(explorer.pages) for d in explorer.dims(p)]
-    assert dims == list(range(64))
-    with pytest.raises(IndexError):
-        explorer.set(64, 0.0)
-
-
-def test_latent_explorer_ordered_by_use_puts_the_used_dimensions_on_the_first_sliders(vision):
-    frames = np.random.default_rng(2).integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
-    kl = latent_kl(vision, frames)
-    order = np.argsort(kl)[::-1]
-    explorer = notebook.LatentExplorer(vision, per_page=16, order=order)
-    assert explorer.dims(0) == [int(j) for j in order[:16]] and explorer.dims(1) == [int(j) for j in order[16:]]
-    explorer.widget
-    assert explorer.sliders[0].description == f"z[{order[0]}]"
-    assert explorer.dropdown.options[0][0] == "the 1.-16. most used"
-    explorer.sliders[0].value = 2.0  # the first slider moves the most used dimension
-    assert explorer.z[order[0]] == 2.0
-    with pytest.raises(ValueError, match="each of the 32 latent dimensions once"):
-        notebook.LatentExplorer(vision, order=[0, 0, *range(2, 32)])
-
-
 def test_plot_reconstructions_shows_frames_over_their_reconstructions(vision):
     frames = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     fig = notebook.plot_reconstructions(vision, frames)
@@ -173,52 +124,3 @@ def test_plot_mixture_draws_each_component_and_each_temperature():
     components = sum(line.get_data()[1] for line in lines[:5])
     assert np.allclose(components, lines[5].get_data()[1])  # at tau 1 the mixture is the sum of its components
     assert lines[7].get_xdata()[0] == 0.3
-
-
-def test_dream_player_frames_steps_and_temperature(vision):
-    torch.manual_seed(2)
-    memory = Memory(32, 3, 32, 5).eval()  # CarRacing-style: no done head
-    rng = np.random.default_rng(0)
-    real = rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
-    actions = rng.uniform(0, 1, (10, 3)).astype(np.float32)
-    z0 = encode(vision, real[:1])[0][0]
-    player = notebook.DreamPlayer(vision, memory, z0, actions=actions, real_frames=real, temperature=1.0)
-    assert player.steps == 11
-    assert np.array_equal(player.frame(0), reconstruct(vision, real[:1])[0])
-    assert np.array_equal(player.frame(7), decode(vision, player.episode["z"][7]))
-    assert not np.array_equal(player.frame(7), player.frame(8))
-    assert np.array_equal(player.real_frame(4), real[4])
-    assert player.done_probability(3) is None
-    with pytest.raises(IndexError):
-        player.frame(11)
-    player.widget
-    player.slider.value = 6  # what the Play button does
-    assert player.dream_picture.value == png_bytes(player.frame(6), player.scale)
-    assert player.real_picture.value == png_bytes(real[6], player.scale)
-    before = player.episode["z"].copy()
-    player.tau_slider.value = 1.6
-    assert player.temperature == 1.6 and not np.array_equal(before, player.episode["z"])
-    assert player.dream_picture.value == png_bytes(player.frame(6), player.scale)
-
-
-def test_dream_player_shows_doom_done_probability(doom_memory):
-    player = notebook.DreamPlayer(Vision(8).eval(), doom_memory, np.zeros(8), actions=np.zeros((20, 1)), seed=1)
-    player.widget
-    player.slider.value = 9
-    assert player.done_probability(9) == pytest.approx(player.episode["done_prob"][9])
-    assert player.done_bar.value == pytest.approx(player.done_probability(9))
-    assert "P(done)" in player.label.value
-
-
-# -- 06: controller -----------------------------------------------------------------------------------------------
-
-
-def test_frame_player_steps_through_the_frames():
-    frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((5, 8, 8, 3), np.uint8)
-    player = notebook.FramePlayer(frames, scale=2)
-    assert np.array_equal(player.frame(3), frames[3])
-    player.widget
-    player.slider.value = 4
-    assert player.picture.value == png_bytes(frames[4], 2)
-    with pytest.raises(ValueError):
-        notebook.FramePlayer(np.zeros((0, 8, 8, 3)))

@@ -10,7 +10,8 @@ The agent has three parts, named as in the paper:
 Every stage reads what the previous stage wrote into one run directory (:mod:`wmlib.rundir`), and data flows one
 way through the modules; each imports only from the lines below its own (pyproject.toml's import-linter contract):
 
-    cli | notebook                      the `wm` command; the notebooks' helpers and widgets
+    cli | notebook                      the `wm` command; the notebooks' helpers
+    widgets                             the notebooks' widgets (explorer, players, the dream game)
     study                               experiments on a trained run (temperature, dream fidelity)
     play | iterate | pretrained         `wm test`; iterative training; shipped agents
     evolution                           CMA-ES over C
