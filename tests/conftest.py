@@ -65,13 +65,11 @@ def run_copy(smoke_runs, tmp_path):
 
 def notebook_with_solutions(path):
     """The notebook at ``path`` (nbformat) with every exercise cell replaced by its worked solution
-    (``notebooks/solutions/<notebook>/<exercise>.py``), as a learner who finished it would run it."""
-    import nbformat  # only the notebook tests need it
+    (``notebooks/solutions/<notebook>/<exercise>.py``), as a learner who finished it would run it; the course
+    site (``notebooks/build_course.py``) shows the same."""
+    if str(REPO / "notebooks") not in sys.path:
+        sys.path.insert(0, str(REPO / "notebooks"))
+    from build_course import solved  # only the notebook tests need it (and nbformat)
 
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        name = cell.metadata.get("exercise")
-        if name:
-            cell.source = (REPO / "notebooks" / "solutions" / Path(path).stem / f"{name}.py").read_text()
-    return nb
+    return solved(Path(path))
 

@@ -53,8 +53,15 @@ def _fails(client, source: str, check, index: int) -> str | None:
     return None
 
 
+def executed_dir(tmp_path_factory) -> Path:
+    """Where this session keeps the notebooks as they ran here (the course site, tests/test_site.py, builds from
+    them instead of running them all again)."""
+    return tmp_path_factory.getbasetemp() / "course-executed"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_with_its_solutions_and_its_checks_tell_right_from_wrong(path, tmp_path, monkeypatch):
+def test_notebook_runs_with_its_solutions_and_its_checks_tell_right_from_wrong(path, tmp_path, monkeypatch,
+                                                                                tmp_path_factory):
     monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))  # the notebooks' run directories
     stubs = {name: nbformat.read(path, as_version=4).cells[i].source
              for name, i, _ in exercises(nbformat.read(path, as_version=4))}
@@ -77,6 +84,8 @@ def test_notebook_runs_with_its_solutions_and_its_checks_tell_right_from_wrong(p
             wrong = (WRONG / path.stem / f"{name}.py").read_text()
             assert _fails(client, wrong, cell, index) is not None, f"{name}: the check accepted a wrong answer"
             assert _fails(client, _solution(path.stem, name), cell, index) is None, f"{name}: the solution failed"
+    executed_dir(tmp_path_factory).mkdir(exist_ok=True)
+    nbformat.write(nb, executed_dir(tmp_path_factory) / path.name)
 
 
 def test_every_solution_and_wrong_answer_belongs_to_an_exercise():

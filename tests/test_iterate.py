@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import wm
 
 from wmlib import episodes, iterate, pretrained
@@ -69,6 +70,53 @@ def test_a_round_adds_controller_episodes_and_continues_m(run_copy, tmp_path):
     seeds = lambda d, r: [episodes.load_episode(p)["meta"]["seed"] for p in episodes.list_episodes(d)[r]]  # noqa
     assert not set(seeds(tmp_path / "round2", slice(n_src + 6, None))) & set(seeds(out, slice(n_src, None)))
 
+    # each round also scores its controllers in the dream the played controller was trained in: its fidelity
+    for row in rec["controllers"]:
+        assert 1 <= row["dream_mean"] <= cfg.dream_max_len
+    fid = rec["fidelity"]
+    assert fid["controllers"] == 3 and fid["temperature"] == cfg.temperature
+    assert fid["trained_overestimate"] == rec["controllers"][0]["dream_mean"] - rec["controllers"][0]["mean"]
+    assert fid == json.loads((out / "iteration.json").read_text())["fidelity"]
+
+    # every round's controller is kept, with the M whose dream it was trained in
+    assert [r["round"] for r in iterate.rounds(tmp_path / "round2")] == [0, 1]  # round 2's C: not trained yet
+    wm("controller", "--data_dir", tmp_path / "round2", "--quiet")
+    kept = iterate.rounds(tmp_path / "round2")
+    assert [r["round"] for r in kept] == [0, 1, 2]
+    for r, run in zip(kept, (src, out, tmp_path / "round2")):
+        assert np.array_equal(load_controller(r["controller"])[0], load_controller(run)[0])
+        mine, theirs = load_memory(r["memory"])[0].state_dict(), load_memory(run)[0].state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert kept[0]["real_mean"] == rec["controllers"][0]["mean"] and kept[0]["dream_mean"] is not None
+    assert kept[1]["real_mean"] == rec2["controllers"][0]["mean"] and kept[2]["real_mean"] is None
+    assert iterate.rounds(src) == [dict(round=0, controller=src / "controller" / "controller.pt",
+                                        memory=src / "memory" / "memory.pt", generation=2, real_mean=None,
+                                        dream_mean=None)]
+    # they ship with an exported agent, and load from there (weights only)
+    dest = pretrained.export(tmp_path / "round2", tmp_path / "shipped")
+    assert [load_controller(r["controller"])[1]["generation"] for r in iterate.rounds(dest)] == [2, 2, 2]
+    assert "dream fidelity over the 3 controllers" in (dest / "CARD.md").read_text()
+
+
+def test_a_round_can_give_its_new_episodes_a_share_of_m_s_windows(run_copy, tmp_path):
+    from wmlib.memory import SeriesStream
+
+    src = run_copy("DoomTakeCover")
+    out = tmp_path / "r1"
+    proc = wm("iterate", "--data_dir", src, "--out", out, "--draws", 1, "--perturbed", 0, "--episodes", 1,
+              "--more_rnn_steps", 2, "--recent_share", 0.5, "--quiet")
+    assert "dream fidelity" in proc.stdout
+    assert json.loads((out / "config.json").read_text())["recent_share"] == 0.5
+    assert json.loads((out / "iteration.json").read_text())["recent_share"] == 0.5
+    stream = SeriesStream(episodes.list_series(out), z_dim=make_config("DoomTakeCover", "smoke").z_dim)
+    recent = stream.rounds == 1
+    assert recent.sum() == 2 and (stream.rounds[~recent] == 0).all()
+    weights = stream.episode_weights(0.5)
+    assert weights.sum() == pytest.approx(1.0) and weights[recent].sum() == pytest.approx(0.5)
+    assert stream.episode_weights(0.0) is None
+    proc = wm("iterate", "--data_dir", src, "--out", tmp_path / "bad", "--recent_share", 1.0, "--quiet", check=False)
+    assert proc.returncode == 2 and "--recent_share" in proc.stderr and not (tmp_path / "bad").exists()
+
 
 def test_perturbed_controllers_are_near_the_trained_one(run_copy):
     src = run_copy("DoomTakeCover")
@@ -122,3 +170,24 @@ def test_wm_iterate_rejects_bad_counts(run_copy, tmp_path, flag):
     proc = wm("iterate", "--data_dir", src, "--out", tmp_path / "r", flag, value, "--quiet", check=False)
     assert proc.returncode == 2 and flag in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("anywhere", [True, False])
+def test_recent_share_is_the_share_of_windows_that_start_in_the_latest_round(tmp_path, anywhere):
+    from wmlib.memory import SeriesStream
+
+    lengths, rounds_ = [300, 250, 400, 40, 30], [0, 0, 1, 2, 2]  # the latest round: 70 of 1020 steps (7%)
+    for i, (n, r) in enumerate(zip(lengths, rounds_)):
+        episodes.save_arrays(tmp_path / f"ep_{i:06d}.npz", dict(round=r), mu=np.full((n, 2), i, np.float32),
+                             logvar=np.full((n, 2), -30.0, np.float32), actions=np.zeros((n, 1), np.float32),
+                             rewards=np.ones(n, np.float32), dones=np.zeros(n, bool))
+    stream = SeriesStream(sorted(tmp_path.glob("ep_*.npz")), z_dim=2)
+    rng = np.random.default_rng(0)
+    starts = lambda b: b["z"][:, 0, 0].round().long().numpy()  # noqa: E731 (mu holds the episode's number)
+    plain = starts(stream.batch(rng, 8000, seq_len=8, anywhere=anywhere))
+    assert np.isin(plain, [3, 4]).mean() == pytest.approx(70 / 1020, abs=0.015)
+    weighted = starts(stream.batch(rng, 8000, seq_len=8, anywhere=anywhere, weights=stream.episode_weights(0.4)))
+    assert np.isin(weighted, [3, 4]).mean() == pytest.approx(0.4, abs=0.02)
+    # within each group, in proportion to the episodes' lengths
+    assert (weighted == 3).sum() / np.isin(weighted, [3, 4]).sum() == pytest.approx(40 / 70, abs=0.04)
+    assert (weighted == 2).sum() / np.isin(weighted, [0, 1, 2]).sum() == pytest.approx(400 / 950, abs=0.03)

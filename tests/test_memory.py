@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import wm
-from wmlib.memory import (MDNOutput, Memory, mdn_nll, memory_loss, memory_predictions, mixture_density,
-                          mixture_moments, sample_mixture)
+from wmlib.memory import MDNOutput, Memory, mdn_nll, memory_loss, sample_mixture
+from wmlib.mixtures import memory_predictions, mixture_density, mixture_moments
 from wmlib.seeding import episode_keys
 
 
@@ -56,6 +56,53 @@ def test_step_matches_sequence_forward():
         out, h, c = m.step(z[:, t], a[:, t], restart[:, t], h, c)
         assert torch.allclose(out.mu, seq.mu[:, t], atol=1e-5)
         assert torch.allclose(out.done_logit, seq.done_logit[:, t], atol=1e-5)
+
+
+def test_a_window_that_crosses_an_episode_start_restarts_from_a_zero_state():
+    """M is trained on windows cut anywhere from the stream of episodes; where a new episode begins inside a window,
+    its state is zeroed, so from there on M computes exactly what it computes on a window starting at that episode
+    (which is how every dream and real episode starts: zero state, restart = 1)."""
+    torch.manual_seed(0)
+    m = Memory(z_dim=4, action_dim=3, hidden_dim=16, mixtures=3, predict_done=True, restart_flag=True)
+    z, a = torch.randn(3, 12, 4), torch.randn(3, 12, 3)
+    restart = torch.zeros(3, 12)
+    restart[:, 0] = 1
+    restart[0, 5] = 1  # row 0: a new episode at step 5; row 1: at step 9; row 2: none
+    restart[1, 9] = 1
+    whole, (h, c) = m(z, a, restart)
+    for row, t in ((0, 5), (1, 9)):
+        fresh, (hf, cf) = m(z[row:row + 1, t:], a[row:row + 1, t:], restart[row:row + 1, t:])
+        for name in ("logpi", "mu", "logsigma", "done_logit"):
+            torch.testing.assert_close(getattr(whole, name)[row:row + 1, t:], getattr(fresh, name))
+        torch.testing.assert_close(h[:, row:row + 1], hf)
+        torch.testing.assert_close(c[:, row:row + 1], cf)
+        # and before the boundary, what the old episode's own window gives
+        old, _ = m(z[row:row + 1, :t], a[row:row + 1, :t], restart[row:row + 1, :t])
+        torch.testing.assert_close(whole.mu[row:row + 1, :t], old.mu)
+    # the row without a boundary is what one uninterrupted LSTM pass gives
+    hs, _ = m.lstm(m._inputs(z[2:], a[2:], restart[2:]))
+    torch.testing.assert_close(whole.mu[2:], m.split(m.head(hs)).mu)
+    # a carried-in state is dropped where the window starts with restart = 1, kept where it does not
+    state = (torch.randn(1, 3, 16), torch.randn(1, 3, 16))
+    restart[2, 0] = 0
+    carried, _ = m(z, a, restart, state)
+    torch.testing.assert_close(carried.mu[:2], whole.mu[:2])
+    assert not torch.allclose(carried.mu[2, :3], whole.mu[2, :3])
+    # and M learns from such windows: the gradient reaches through the reset
+    carried.mu.sum().backward()
+    assert m.lstm.weight_hh_l0.grad.abs().sum() > 0
+
+
+@torch.inference_mode()
+def test_step_restarts_from_a_zero_state():
+    torch.manual_seed(0)
+    m = Memory(z_dim=4, action_dim=1, hidden_dim=16, mixtures=3, predict_done=True, restart_flag=True).eval()
+    z, a = torch.randn(2, 4), torch.randn(2, 1)
+    h0, c0 = torch.randn(2, 16), torch.randn(2, 16)
+    out, h, c = m.step(z, a, torch.tensor([1.0, 0.0]), h0, c0)
+    fresh, hf, cf = m.step(z, a, torch.ones(2), *m.initial_state(2))
+    assert torch.equal(h[0], hf[0]) and torch.equal(c[0], cf[0]) and torch.equal(out.mu[0], fresh.mu[0])
+    assert not torch.allclose(h[1], hf[1])  # the other row carried its state on
 
 
 @torch.inference_mode()

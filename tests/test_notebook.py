@@ -12,7 +12,8 @@ import torch
 from matplotlib.figure import Figure
 
 from wmlib import episodes, notebook
-from wmlib.memory import Memory, mixture_density
+from wmlib.memory import Memory
+from wmlib.mixtures import mixture_density
 from wmlib.plots import png_bytes
 from wmlib.vision import Vision, decode, encode, latent_kl, reconstruct
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from wmlib import episodes, study
@@ -30,8 +31,39 @@ def test_dream_vs_real_scores_the_same_controllers_in_both(run_copy):
 
 def test_fidelity_from_the_command_line(run_copy):
     d = run_copy("DoomTakeCover")
-    out = wm_study("--data_dir", d, "--fidelity", "--candidates", 1, "--episodes", 1, "--temperatures", 1.15)
+    out = wm_study("--data_dir", d, "--fidelity", "--candidates", 2, "--episodes", 1, "--temperatures", 1.15)
     assert "random 1" in out and "trained (generation 2)" in out and "dream 1.15" in out
+    assert "rank correlation" in out and "mean overestimate" in out and "trained's overestimate" in out
+    record = json.loads((d / "fidelity.json").read_text())
+    rows, summary = record["rows"], record["summary"]["1.15"]
+    real, dream = [r["real_mean"] for r in rows], [r["dream_mean"]["1.15"] for r in rows]
+    assert summary == study.fidelity_summary(real, dream, trained=2)
+    assert f"{summary['mean_overestimate']:.1f}" in out
+
+
+def test_rank_correlation_is_spearmans_rho():
+    assert study.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert study.rank_correlation([1, 2, 3, 4], [9, 1, 0, -5]) == pytest.approx(-1.0)
+    # rho = 1 - 6 sum d^2 / (n (n^2 - 1)) without ties: ranks (0, 1, 2, 3, 4) against (1, 0, 2, 4, 3)
+    assert study.rank_correlation([5, 6, 7, 8, 9], [2, 1, 3, 9, 4]) == pytest.approx(1 - 6 * 4 / (5 * 24))
+    # ties share their mean rank: (0.5, 0.5, 2) against (0, 1, 2) -> Pearson of the ranks
+    assert study.rank_correlation([3, 3, 5], [1, 2, 3]) == pytest.approx(np.corrcoef([0.5, 0.5, 2], [0, 1, 2])[0, 1])
+    assert np.isnan(study.rank_correlation([1, 1, 1], [1, 2, 3]))
+    assert study.fidelity_summary([1, 2, 3], [5, 5, 5])["rank_correlation"] is None  # JSON has no nan
+    with pytest.raises(ValueError, match="equally long"):
+        study.rank_correlation([1, 2], [1, 2, 3])
+
+
+def test_fidelity_summary_of_an_exploited_and_of_a_faithful_dream():
+    real = [200.0, 250.0, 180.0, 160.0]
+    exploited = study.fidelity_summary(real, [210.0, 240.0, 600.0, 1600.0], trained=3)
+    assert exploited["trained_overestimate"] == 1440.0
+    assert exploited["mean_overestimate"] == pytest.approx((10 - 10 + 420 + 1440) / 4)
+    assert exploited["rank_correlation"] < 0  # the dream ranks the worst real controllers best
+    faithful = study.fidelity_summary(real, [205.0, 260.0, 170.0, 150.0], trained=3)
+    assert faithful["rank_correlation"] == pytest.approx(1.0)
+    assert faithful["overestimate_ratio"] == pytest.approx(785 / 790)
+    assert "trained_overestimate" not in study.fidelity_summary(real, real)
 
 
 def test_temperature_study_trains_and_scores_one_controller_per_temperature(run_copy):

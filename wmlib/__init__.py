@@ -19,9 +19,9 @@ way through the modules; each imports only from the lines below its own (pyproje
     processes | distributed             local worker processes; Dask workers
     cluster                             local Dask clusters on loopback
     agent                               Agent, EvalSettings, run_jobs: what every evaluator runs
-    dream                               the one dream loop
+    dream                               the one dream loop; how faithful a dream is
     controller                          C
-    memory                              M
+    memory | mixtures                   M; looking inside M's mixtures (notebook 05)
     vision                              V
     rollouts                            the random policy
     runlock                             one command at a time per run directory

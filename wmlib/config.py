@@ -115,6 +115,10 @@ class Config:
     """Learning rate multiplied by this every step (code: 0.99999 Doom)."""
     grad_clip: float = 1.0
     """Gradient norm clip (code: 1.0)."""
+    recent_share: float = 0.0
+    """Share of M's training windows drawn from the latest iterative-training round's episodes (`wm iterate`);
+    0: every episode in proportion to its length, as the original (a round's new episodes are then a few % of M's
+    windows)."""
 
     # --- C: controller and CMA-ES --------------------------------------------------------------------------
     pop: int = 64
@@ -280,6 +284,7 @@ RULES: dict[str, Rule] = {
     "rnn_lr": number(0, open_low=True),
     "rnn_lr_decay": number(0, 1, open_low=True),
     "grad_clip": number(0, open_low=True),
+    "recent_share": number(0, 1, open_high=True),
     # C
     "pop": integer(2),  # CMA-ES needs two candidates to rank
     "trials": integer(1),

@@ -24,6 +24,10 @@ Cost: two matrix products make up most of a step, M's four LSTM gates ((B, N_z +
 its mixture head ((B, H) x (H, 3 N_z K + 1)): 3.4 GFLOP per step for the paper's Doom sizes with the 1024 episodes
 of a generation in flight. Everything else (C, drawing z, the per-episode random numbers) works elementwise on
 (B, N_z)-sized tensors. ``benchmarks/dream.py`` measures it.
+
+How faithful a dream is: :func:`fidelity_summary` turns the scores of the same controllers in the dream and in the
+real game into a few numbers (rank correlation, overestimate); ``wm iterate`` and ``python -m wmlib.study
+--fidelity`` report them.
 """
 
 from __future__ import annotations
@@ -173,3 +177,49 @@ def dream_episode(memory: Memory, z0, actions=None, controller=None, temperature
     _, traces = dream(memory, z, episode_keys([int(seed)]), int(max_len), temperature, spec=spec, params=params,
                       actions=actions, done_threshold=done_threshold, detect_done=stop_at_done, trace=True)
     return traces[0]
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rank correlation of two equally long sequences (ties share their mean rank); nan when either is
+    constant or shorter than 2."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"rank_correlation: two equally long 1-d sequences expected, got shapes {x.shape}, {y.shape}")
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        for value in np.unique(v):  # ties: the mean of their ranks
+            same = v == value
+            r[same] = r[same].mean()
+        return r
+
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = ranks(x) - (len(x) - 1) / 2, ranks(y) - (len(y) - 1) / 2
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def fidelity_summary(real, dream, trained: int | None = None) -> dict:
+    """Dream fidelity as numbers, from the mean scores of the same controllers in the real game and in the dream.
+
+    | key                  | meaning                                                                             |
+    |----------------------|-------------------------------------------------------------------------------------|
+    | rank_correlation     | Spearman's rho of dream against real means: does the dream rank controllers right? |
+    | mean_overestimate    | mean of (dream - real) over the controllers, in score units (Doom: steps survived)  |
+    | overestimate_ratio   | mean dream score / mean real score                                                  |
+    | trained_overestimate | dream - real of the controller CMA-ES trained in that dream (index ``trained``)    |
+
+    A faithful dream has a rank correlation near 1 and overestimates near 0 (ratio near 1). A number that is not
+    defined (a rank correlation of controllers that all scored the same) is None.
+    """
+    real, dream = np.asarray(real, np.float64), np.asarray(dream, np.float64)
+    rho = rank_correlation(dream, real)
+    out = dict(controllers=int(len(real)), rank_correlation=None if np.isnan(rho) else rho,
+               mean_overestimate=float((dream - real).mean()),
+               overestimate_ratio=float(dream.mean() / real.mean()) if real.mean() else None)
+    if trained is not None:
+        out["trained_overestimate"] = float(dream[trained] - real[trained])
+    return out

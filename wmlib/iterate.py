@@ -14,7 +14,13 @@ episodes to the data and train M on them too. One round of it:
 2. Real episodes are played with V, M and: the source run's controller, ``--perturbed`` copies of it with
    N(0, noise^2) added to each parameter, and ``--draws`` fresh N(0, sigma0^2) controllers like CMA-ES's first
    generation; ``--episodes`` each. They join the episodes (numbered after the last one, meta policy="controller").
-3. V encodes them, and M continues training on all episodes for ``--more_rnn_steps`` steps.
+3. The same controllers are also scored in the source run's dream (the dream the controller was trained in, at its
+   temperature; Doom): how well the dream's scores match the real ones is the round's fidelity
+   (:func:`wmlib.dream.fidelity_summary`: rank correlation, overestimate).
+4. V encodes them, and M continues training on all episodes for ``--more_rnn_steps`` steps; with
+   ``--recent_share S`` a share S of M's windows comes from this round's episodes (else they are a few % of them).
+5. The controller the round played, and the M whose dream it was trained in, are kept in ``OUT/rounds/round_K/``
+   (K = 0 for the first dream), with the earlier rounds', so a run holds the whole story: :func:`rounds`.
 
 Every step resumes; the same seed gives the same episodes (their seeds come from :func:`wmlib.seeding.episode_seed`
 with purpose ``ITERATE`` and the round number). ``OUT/iteration.json`` records what was played and how it scored.
@@ -34,10 +40,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import episodes, rundir
-from .agent import Agent, EvalSettings
+from .agent import Agent, EvalSettings, run_jobs
 from .config import Config
 from .controller import load_controller
-from .io import atomic_write_text
+from .dream import fidelity_summary
+from .io import atomic_torch_save, atomic_write_text, load_checkpoint
 from .memory import encode_episodes, load_memory, train_memory
 from .runlock import run_lock
 from .seeding import ITERATE, episode_seed, generator
@@ -69,8 +76,58 @@ def link_run(src: Path, dst: Path) -> None:
             shutil.copy2(log, copy)
 
 
+def round_dir(data_dir, k: int) -> Path:
+    """Where a run keeps round ``k``'s controller and the M of the dream it was trained in (``rounds/round_K``,
+    laid out like a run directory: ``controller/controller.pt``, ``memory/memory.pt``)."""
+    return Path(data_dir) / rundir.ROUNDS / f"round_{k}"
+
+
+def keep_rounds(src: Path, dst: Path, round_: int) -> None:
+    """Give ``dst`` the earlier rounds ``src`` kept, and ``src``'s own controller and M as round ``round_ - 1``
+    (weights only)."""
+    for f in sorted((src / rundir.ROUNDS).glob("round_*/*/*.pt")):
+        target = dst / f.relative_to(src)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+    here = round_dir(dst, round_ - 1)
+    for rel in (rundir.CONTROLLER, rundir.MEMORY):
+        if not (here / rel).exists():
+            ckpt = load_checkpoint(src / rel, str(src / rel))
+            for key in ("optimizer", "path", "vision"):
+                ckpt.pop(key, None)
+            atomic_torch_save(here / rel, ckpt)
+
+
+def rounds(data_dir) -> list[dict]:
+    """The controllers of every round of iterative training that led to the run ``data_dir``, first dream first:
+    [{round, controller, memory, generation, real_mean, dream_mean}, ...], the last entry the run's own controller
+    and M (left out until ``wm controller`` has trained it). ``real_mean``/``dream_mean``: how the controller
+    scored when the next round played it (None for the last, which no round has played; ``wm test`` scores it)."""
+    data_dir = Path(data_dir)
+    records, r = {}, (json.loads((data_dir / rundir.ITERATION).read_text())
+                      if (data_dir / rundir.ITERATION).exists() else None)
+    while r:
+        records[int(r["round"]) - 1] = r
+        r = r.get("previous")
+    out = []
+    for k in range(len(records) + 1):
+        where = round_dir(data_dir, k) if k < len(records) else data_dir
+        if where == data_dir and not (where / rundir.CONTROLLER).exists():
+            break  # the run's own controller is not trained yet
+        for rel in (rundir.CONTROLLER, rundir.MEMORY):
+            if not (where / rel).exists():
+                raise FileNotFoundError(f"{where / rel}: round {k}'s {rel.parent} is missing (runs made by "
+                                        "`wm iterate` keep every round's controller and M in rounds/)")
+        played = records.get(k, {}).get("controllers", [{}])[0]  # the trained controller comes first
+        out.append(dict(round=k, controller=where / rundir.CONTROLLER, memory=where / rundir.MEMORY,
+                        generation=int(load_controller(where)[1]["generation"]),
+                        real_mean=played.get("mean"), dream_mean=played.get("dream_mean")))
+    return out
+
+
 def iterate(data_dir, out, draws: int = 8, perturbed: int = 15, episodes_each: int = 8, noise: float = 0.1,
-            more_rnn_steps: int = 500, progress: bool = True) -> dict:
+            more_rnn_steps: int = 500, progress: bool = True, recent_share: float | None = None) -> dict:
     """One round of iterative training from run ``data_dir`` into a new run directory ``out``; returns the record
     written to ``out/iteration.json``. Bad arguments are refused before anything is written; the round runs
     holding ``out``'s lock (``data_dir`` is only read)."""
@@ -83,6 +140,8 @@ def iterate(data_dir, out, draws: int = 8, perturbed: int = 15, episodes_each: i
                                 f"run `wm controller` on {src} first")
     if min(draws, perturbed, episodes_each, more_rnn_steps) < 0 or episodes_each == 0:
         raise ValueError("--episodes must be positive, and --draws, --perturbed and --more_rnn_steps not negative")
+    if recent_share is not None:
+        cfg_src = dataclasses.replace(cfg_src, recent_share=recent_share)  # checked like every setting
     with run_lock(dst, "wm iterate (wmlib.iterate.iterate)"):
         return _round(cfg_src, src, dst, draws, perturbed, episodes_each, noise, more_rnn_steps, progress)
 
@@ -105,6 +164,7 @@ def _round(cfg_src: Config, src: Path, dst: Path, draws: int, perturbed: int, ep
         atomic_write_text(record_path, json.dumps(dict(round=round_, source=str(src)), indent=2))
     cfg = dataclasses.replace(cfg_src, rnn_steps=src_steps + more_rnn_steps)
     link_run(src, dst)
+    keep_rounds(src, dst, round_)
     cfg.save(dst / rundir.CONFIG)
 
     t0 = time.time()
@@ -132,11 +192,25 @@ def _round(cfg_src: Config, src: Path, dst: Path, draws: int, perturbed: int, ep
         bar.close()
         agent.close()
     t_play = time.time() - t0
+    t0 = time.time()
+    fidelity = None
+    dreamer = Agent.from_run(src, cfg.game)  # the dream the played controller was trained in
+    if dreamer.memory.predict_done:  # a dream that can end an episode (Doom): score the same controllers in it
+        settings = EvalSettings.from_config(cfg_src, mode="dream")
+        dreams = run_jobs(dreamer, settings, [(p, [episode_seed(cfg.seed, round_, ci, e, ITERATE)
+                                                    for e in range(episodes_each)])
+                                               for ci, (_, p) in enumerate(controllers)])
+        for row, scores in zip(played, dreams):
+            row["dream_mean"], row["dream_std"] = float(scores.mean()), float(scores.std())
+        fidelity = dict(temperature=settings.temperature, **fidelity_summary(
+            [r["mean"] for r in played], [r["dream_mean"] for r in played], trained=0))
+    dreamer.close()
     record = dict(
         round=round_, source=str(src), source_controller_generation=int(cckpt["generation"]),
         first_episode=first, episodes=len(controllers) * episodes_each, episodes_each=episodes_each,
-        noise=noise, sigma0=cfg.sigma0, rnn_steps_before=src_steps, rnn_steps=cfg.rnn_steps, controllers=played,
-        seconds=dict(play=round(t_play, 1)), previous=prior,
+        noise=noise, sigma0=cfg.sigma0, rnn_steps_before=src_steps, rnn_steps=cfg.rnn_steps,
+        recent_share=cfg.recent_share, controllers=played, fidelity=fidelity,
+        seconds=dict(play=round(t_play, 1), dream=round(time.time() - t0, 1)), previous=prior,
     )
     atomic_write_text(record_path, json.dumps(record, indent=2))
     t0 = time.time()
@@ -164,6 +238,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=8, help="real episodes per controller")
     p.add_argument("--noise", type=float, default=0.1, help="std of the noise added to the perturbed copies")
     p.add_argument("--more_rnn_steps", type=int, default=500, help="M optimiser steps on top of the source run's")
+    p.add_argument("--recent_share", type=float,
+                   help="share of M's training windows from this round's episodes (default: the run's setting, "
+                        "0 = in proportion to their length)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -171,7 +248,7 @@ def run(args) -> int:
     try:
         rec = iterate(args.data_dir, args.out, draws=args.draws, perturbed=args.perturbed,
                       episodes_each=args.episodes, noise=args.noise, more_rnn_steps=args.more_rnn_steps,
-                      progress=not args.quiet)
+                      progress=not args.quiet, recent_share=args.recent_share)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wm iterate: error: {exc}", file=sys.stderr)
         return 2
@@ -179,7 +256,15 @@ def run(args) -> int:
         print("wm iterate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     for row in rec["controllers"]:
-        print(f"{row['name']:>14}: real {row['mean']:7.1f} +- {row['std']:6.1f}")
+        dream = f", dream {row['dream_mean']:7.1f} +- {row['dream_std']:6.1f}" if "dream_mean" in row else ""
+        print(f"{row['name']:>14}: real {row['mean']:7.1f} +- {row['std']:6.1f}{dream}")
+    if rec.get("fidelity"):
+        f = rec["fidelity"]
+        num = lambda v, fmt: "undefined" if v is None else format(v, fmt)  # noqa: E731
+        print(f"dream fidelity (tau {f['temperature']:g}, {f['controllers']} controllers): rank correlation "
+              f"{num(f['rank_correlation'], '.2f')}, mean overestimate {f['mean_overestimate']:.1f}, dream / real "
+              f"{num(f['overestimate_ratio'], '.2f')}, the trained controller's overestimate "
+              f"{f['trained_overestimate']:.1f}")
     print(f"round {rec['round']}: {rec['episodes']} episodes from episode {rec['first_episode']}, "
           f"M {rec['rnn_steps_before']} -> {rec['rnn_steps']} steps ({args.out}); "
           f"next: wm controller --data_dir {args.out}")

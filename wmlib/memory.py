@@ -86,8 +86,28 @@ class Memory(nn.Module):
         return MDNOutput(logpi, params[..., 1, :, :], params[..., 2, :, :], done)
 
     def forward(self, z, a, restart=None, state=None):
-        """z (B, T, N), a (B, T, A), restart (B, T) -> (MDNOutput, (h, c)); h and c are (1, B, H)."""
-        hs, state = self.lstm(self._inputs(z, a, restart), state)
+        """z (B, T, N), a (B, T, A), restart (B, T) -> (MDNOutput, (h, c)); h and c are (1, B, H).
+
+        Where ``restart`` is 1 a new episode begins, and the LSTM state is zeroed before that step, as every dream
+        and real episode begins from a zero state: a training window that crosses an episode boundary gives, from
+        the boundary on, exactly what a window starting there would. (The LSTM runs once per stretch between the
+        batch's restart positions, so a window without a restart inside costs one call, as before.)
+        """
+        x = self._inputs(z, a, restart)
+        if restart is None:
+            hs, state = self.lstm(x, state)
+            return self.split(self.head(hs)), state
+        restart = restart.to(x.dtype)
+        cuts = torch.nonzero(restart[:, 1:].any(0)).flatten().add(1).tolist()  # steps after 0 where any row restarts
+        edges = [0, *cuts, x.shape[1]]
+        pieces = []
+        for begin, end in zip(edges[:-1], edges[1:]):
+            if state is not None:
+                keep = (1.0 - restart[:, begin]).view(1, -1, 1)
+                state = (state[0] * keep, state[1] * keep)
+            hs, state = self.lstm(x[:, begin:end], state)
+            pieces.append(hs)
+        hs = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
         return self.split(self.head(hs)), state
 
     def initial_state(self, batch: int):
@@ -125,6 +145,8 @@ class Memory(nn.Module):
     def step(self, z, a, restart, h, c, weights=None, head: bool = True):
         """One LSTM step for a batch: z (B, N), a (B, A), restart (B,), h, c (B, H) -> (MDNOutput, h, c).
 
+        Rows whose ``restart`` is 1 start a new episode: their h and c are zeroed first (as in :meth:`forward`).
+
         ``head=False`` skips the mixture head and returns (None, h, c): in the real game only the LSTM state is
         needed (the controller reads h and c), and the head is a fifth of the step's work.
 
@@ -134,6 +156,9 @@ class Memory(nn.Module):
         """
         w, b, w_head, b_head = self.step_weights() if weights is None else weights
         hd, n, k = self.hidden_dim, self.z_dim, self.mixtures
+        if restart is not None and bool(restart.any()):  # a new episode starts from a zero state (as in forward)
+            keep = (1.0 - restart.to(h.dtype)).unsqueeze(1)
+            h, c = h * keep, c * keep
         x = torch.cat([self._inputs(z, a, restart), h], 1)
         # oneDNN's matrix product (the one torch.compile uses on CPU), with the sigmoid fused in, when available:
         # about 15% faster than addmm + sigmoid on CPUs where MKL does not use AVX-512 (AMD's)
@@ -269,7 +294,7 @@ class SeriesStream:
         if not files:
             raise FileNotFoundError("no encoded series; run the encoding step (`wm memory`) first")
         parts = {k: [] for k in ("mu", "logvar", "actions", "dones", "restart")}
-        self.starts, self.lengths = [], []
+        self.starts, self.lengths, self.rounds = [], [], []
         total = 0
         for f in files:
             s = episodes.load_series(f)
@@ -283,23 +308,45 @@ class SeriesStream:
             parts["restart"].append(restart)
             self.starts.append(total)
             self.lengths.append(n)
+            self.rounds.append(int(s["meta"].get("round", 0)))  # wm iterate's episodes carry their round
             total += n
         self.data = {k: torch.as_tensor(np.concatenate(v)) for k, v in parts.items()}
         self.data["dones"] = self.data["dones"].float()
         self.total = total
-        self.starts, self.lengths = np.array(self.starts), np.array(self.lengths)
+        self.starts, self.lengths, self.rounds = np.array(self.starts), np.array(self.lengths), np.array(self.rounds)
 
-    def batch(self, rng: np.random.Generator, batch_size: int, seq_len: int, anywhere: bool = False) -> dict:
+    def episode_weights(self, recent_share: float = 0.0) -> np.ndarray | None:
+        """Probabilities of drawing a window from each episode: the latest round's episodes (``wm iterate``)
+        together get ``recent_share``, the rest ``1 - recent_share``, each in proportion to its length. None (every
+        episode in proportion to its length) when ``recent_share`` is 0 or there is no earlier round to weigh
+        against."""
+        if recent_share <= 0:
+            return None
+        recent = self.rounds == self.rounds.max()
+        if self.rounds.max() == 0 or recent.all():
+            return None
+        length = self.lengths.astype(np.float64)
+        return np.where(recent, length / length[recent].sum() * recent_share,
+                        length / length[~recent].sum() * (1.0 - recent_share))
+
+    def batch(self, rng: np.random.Generator, batch_size: int, seq_len: int, anywhere: bool = False,
+              weights: np.ndarray | None = None) -> dict:
         """A dict of (B, seq_len + 1, ...) tensors; z is re-sampled from mu, logvar every call.
 
         ``anywhere``: windows start at any step of the stream (for a model with the restart flag, which sees where
         episodes begin; this is also how the done head sees episode ends in a fair share of windows). Otherwise a
         window starts inside an episode, early enough to fit in it when it can.
+        ``weights``: :meth:`episode_weights`, the chance that a window starts in each episode (None: in proportion
+        to the episodes' lengths).
         """
-        if anywhere:
+        if anywhere and weights is None:
             start = rng.integers(0, self.total, size=batch_size)
+        elif anywhere:
+            ep = rng.choice(len(self.starts), size=batch_size, p=weights)
+            start = self.starts[ep] + (rng.random(batch_size) * self.lengths[ep]).astype(np.int64)
         else:
-            ep = rng.choice(len(self.starts), size=batch_size, p=self.lengths / self.lengths.sum())
+            p = self.lengths / self.lengths.sum() if weights is None else weights
+            ep = rng.choice(len(self.starts), size=batch_size, p=p)
             room = np.maximum(self.lengths[ep] - seq_len - 1, 0)
             start = self.starts[ep] + (rng.random(batch_size) * (room + 1)).astype(np.int64)
         idx = torch.as_tensor((start[:, None] + np.arange(seq_len + 1)[None, :]) % self.total)
@@ -353,6 +400,7 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
     _, vckpt = load_vision(data_dir)
     check_compatible(vckpt, dict(arch=model.arch(), path=str(out)))
     stream = SeriesStream(episodes.list_series(data_dir), cfg.z_dim)
+    weights = stream.episode_weights(cfg.recent_share)
     start = step
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.rnn_lr_decay ** (s + start))
     model.train()
@@ -360,7 +408,7 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
     sums, n, t0 = np.zeros(3), 0, time.time()
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])  # a resumed run draws the same batches
-        b = stream.batch(rng, cfg.rnn_batch, cfg.seq_len, anywhere=cfg.restart_flag)
+        b = stream.batch(rng, cfg.rnn_batch, cfg.seq_len, anywhere=cfg.restart_flag, weights=weights)
         out_mdn, _ = model(b["z"][:, :-1], b["actions"][:, :-1], b["restart"][:, :-1])
         mask = 1.0 - b["restart"][:, 1:]
         loss, z_loss, done_loss = memory_loss(out_mdn, b["z"][:, 1:], b["dones"][:, :-1], mask, cfg.done_weight)
@@ -385,63 +433,3 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
 
 def _plot_loss(log_path: Path) -> None:
     plot_log(log_path, ["loss", "z_loss", "done_loss"], log_path.parent / "loss.png", x="step", title="Memory loss")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Looking inside M (notebook 05)
-# --------------------------------------------------------------------------------------------------------------
-
-
-def mixture_density(x, logpi, mu, logsigma, temperature: float = 1.0) -> np.ndarray:
-    """Density of one latent dimension's mixture at points ``x``, at sampling temperature tau.
-
-    p(x) = sum_k pi'_k N(x | mu_k, (sigma_k sqrt(tau))^2),  pi' = softmax(log pi / tau): the distribution that
-    :func:`wmlib.memory.sample_mixture` draws from. ``logpi``, ``mu``, ``logsigma`` are (K,) arrays.
-    """
-    logpi, mu, logsigma = (np.asarray(v, np.float64).reshape(-1) for v in (logpi, mu, logsigma))
-    logits = logpi / temperature
-    pi = np.exp(logits - logits.max())
-    pi /= pi.sum()
-    sigma = np.exp(logsigma) * np.sqrt(temperature)
-    x = np.asarray(x, np.float64)[..., None]
-    comps = pi * np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
-    return comps.sum(-1)
-
-
-def mixture_moments(logpi, mu, logsigma, temperature: float = 1.0) -> tuple[float, float]:
-    """Mean and standard deviation of the mixture of :func:`mixture_density`."""
-    logpi, mu, logsigma = (np.asarray(v, np.float64).reshape(-1) for v in (logpi, mu, logsigma))
-    logits = logpi / temperature
-    pi = np.exp(logits - logits.max())
-    pi /= pi.sum()
-    var = np.exp(2 * logsigma) * temperature
-    mean = float((pi * mu).sum())
-    return mean, float(np.sqrt((pi * (var + mu**2)).sum() - mean**2))
-
-
-def memory_predictions(memory, series: dict) -> dict:
-    """Run M over one encoded real episode (teacher forcing: M always reads the real z_t) and collect its
-    predictions of the next latent.
-
-    | key        | shape          | meaning                                                            |
-    |------------|----------------|--------------------------------------------------------------------|
-    | actual     | (T-1, N)       | the real next latent mu_{t+1}                                      |
-    | mean, std  | (T-1, N)       | mean and std of M's mixture for z_{t+1}                            |
-    | logpi, mu, logsigma | (T-1, N, K) | the mixture itself                                         |
-    | done_prob  | (T-1,) or None | M's probability that the episode ends after step t (Doom)         |
-    | dones      | (T-1,)         | whether it did                                                     |
-    """
-    z = torch.as_tensor(np.asarray(series["mu"], np.float32))[None]
-    a = torch.as_tensor(np.asarray(series["actions"], np.float32))[None]
-    restart = torch.zeros(1, z.shape[1])
-    restart[0, 0] = 1.0
-    with torch.inference_mode():
-        out, _ = memory(z, a, restart)
-    logpi, mu, logsigma = (x[0, :-1].numpy().astype(np.float64) for x in (out.logpi, out.mu, out.logsigma))
-    pi = np.exp(logpi)
-    mean = (pi * mu).sum(-1)
-    std = np.sqrt(np.maximum((pi * (np.exp(2 * logsigma) + mu**2)).sum(-1) - mean**2, 0.0))
-    done = None if out.done_logit is None else torch.sigmoid(out.done_logit[0, :-1]).numpy()
-    return dict(actual=np.asarray(series["mu"])[1:], mean=mean, std=std, logpi=logpi, mu=mu, logsigma=logsigma,
-                done_prob=done, dones=np.asarray(series["dones"])[:-1])
-

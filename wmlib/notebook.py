@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from . import episodes, rundir
 from .config import make_config
 from .games import make_env
-from .memory import mixture_density
+from .mixtures import mixture_density
 from .plots import plot_frames
 from .rollouts import play_random_episode
 from .runlock import run_lock

@@ -14,6 +14,8 @@ A pretrained directory is a run directory cut down to what playing and exploring
 | ``test/*.json``               | the real-game scores the card reports                                       |
 | ``temperatures/study.json``   | the temperature study (dream and real scores at each tau)                   |
 | ``iteration.json``            | what the iterative training round played (``wm iterate``), when there was one |
+| ``rounds/round_K/``           | each earlier round's controller and the M of its dream (``wm iterate``)     |
+| ``fidelity.json``             | the same controllers in the dream and the real game (``study --fidelity``)  |
 | ``*/log.csv``, ``*.png``      | the training logs and their plots                                           |
 
 Every checkpoint loads with ``torch.load(weights_only=True)``. :func:`install` copies one into a run directory, where
@@ -119,8 +121,9 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
     clog = rundir.log_path(data_dir, "controller")
     if clog.exists():  # drawn afresh: C writes its plot only when it finishes, and a run may go on after that
         plot_learning_curve(clog, _fresh(dest / CURVE))
-    for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY,
-                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json")))]:
+    for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY, Path(rundir.FIDELITY),
+                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json"))),
+                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.ROUNDS).glob("round_*/*/*.pt")))]:
         if (data_dir / rel).exists():
             shutil.copyfile(data_dir / rel, _fresh(dest / rel))
     for f in sorted((dest / rundir.TEST).glob("*.json")):  # the controller a test played: within the directory
@@ -188,7 +191,11 @@ def card(data_dir, command: str | None = None) -> str:
                 f"{it['episodes']} real episodes ({it['episodes_each']} each) by the controller of the previous "
                 f"dream (generation {it['source_controller_generation']}), {len(it['controllers']) - 1} neighbours "
                 f"and fresh draws; M continued {it['rnn_steps_before']} -> {it['rnn_steps']} steps on all episodes",
-                f"that controller in the real game: {_pm(trained)}" if trained else "",
+                (f"that controller in the real game: {_pm(trained)}" if trained else "")
+                + (f"; in its dream {trained['dream_mean']:.1f}" if trained and "dream_mean" in trained else "")
+                + (lambda f: f"; dream fidelity over the {f['controllers']} controllers: rank correlation "
+                   f"{_num(f['rank_correlation'])}, dream / real {_num(f['overestimate_ratio'])}" if f else "")(
+                    it.get("fidelity")),
                 it.get("seconds", {}).get("play", 0) / 60))
     if clog.exists():
         c = read_csv(clog)
@@ -229,6 +236,10 @@ def card(data_dir, command: str | None = None) -> str:
                          f" ({r['real_episodes']}) |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _num(value, fmt: str = ".2f") -> str:
+    return "undefined" if value is None else format(value, fmt)
 
 
 def _fresh(path: Path) -> Path:

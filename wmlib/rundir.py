@@ -41,6 +41,8 @@ ES_STATE = Path("controller") / "es_state.pkl"
 TEST = Path("test")
 STUDY = Path("temperatures") / "study.json"
 ITERATION = "iteration.json"
+ROUNDS = Path("rounds")  # wm iterate: each earlier round's controller and M, rounds/round_K/
+FIDELITY = "fidelity.json"  # python -m wmlib.study --fidelity: the same controllers in the dream and the real game
 
 
 def path(data_dir, rel) -> Path:

@@ -20,6 +20,7 @@ import numpy as np
 from . import rundir
 from .agent import Agent, EvalSettings, run_jobs
 from .controller import load_controller
+from .dream import fidelity_summary, rank_correlation  # noqa: F401 (part of this module's interface)
 from .evolution import train_controller
 from .io import atomic_write_text
 from .play import held_out_seeds, score_agent
@@ -83,6 +84,19 @@ def dream_vs_real(cfg, data_dir, candidates: int = 8, episodes: int = 16, temper
                  dream_mean={tau: float(dreams[tau][i].mean()) for tau in temps},
                  dream_std={tau: float(dreams[tau][i].std()) for tau in temps})
             for i, (name, _) in enumerate(controllers)]
+
+
+def fidelity(cfg, data_dir, candidates: int = 8, episodes: int = 16, temperatures=None) -> dict:
+    """:func:`dream_vs_real` and its :func:`fidelity_summary` at each temperature, written to
+    ``data_dir/fidelity.json`` and returned: {rows, summary: {tau: summary}, episodes}."""
+    rows = dream_vs_real(cfg, data_dir, candidates, episodes, temperatures)
+    temps = list(rows[0]["dream_mean"])
+    trained = len(rows) - 1 if rows[-1]["name"].startswith("trained") else None
+    summary = {tau: fidelity_summary([r["real_mean"] for r in rows], [r["dream_mean"][tau] for r in rows], trained)
+               for tau in temps}
+    record = dict(episodes=episodes, rows=rows, summary=summary)
+    atomic_write_text(rundir.path(data_dir, rundir.FIDELITY), json.dumps(record, indent=2))
+    return record
 
 
 def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations: int | None = None,
@@ -155,13 +169,23 @@ def main(argv=None) -> int:
         cfg = rundir.load_config(args.data_dir)
         if args.fidelity:
             episodes = args.episodes or 16
-            rows = dream_vs_real(cfg, args.data_dir, args.candidates, episodes, args.temperatures)
+            record = fidelity(cfg, args.data_dir, args.candidates, episodes, args.temperatures)
+            rows = record["rows"]
             print(f"{episodes} episodes each; mean steps survived (Doom) or reward")
             print(f"{'controller':>24s} {'real game':>9s} " + " ".join(f"{'dream ' + format(t, 'g'):>10s}"
                                                                      for t in args.temperatures))
             for r in rows:
                 print(f"{r['name']:>24s} {r['real_mean']:9.1f} "
                       + " ".join(f"{r['dream_mean'][t]:10.1f}" for t in args.temperatures))
+            for name, key, fmt in (("rank correlation", "rank_correlation", "10.2f"),
+                                   ("mean overestimate", "mean_overestimate", "10.1f"),
+                                   ("dream / real", "overestimate_ratio", "10.2f"),
+                                   ("trained's overestimate", "trained_overestimate", "10.1f")):
+                if all(key in record["summary"][t] for t in args.temperatures):
+                    print(f"{name:>24s} {'':9s} " + " ".join(
+                        f"{'-':>10s}" if record["summary"][t][key] is None else format(record["summary"][t][key], fmt)
+                        for t in args.temperatures))
+            print(f"(written to {rundir.path(args.data_dir, rundir.FIDELITY)})")
             return 0
         rows = temperature_study(cfg, args.data_dir, args.temperatures, args.generations, args.episodes,
                                  args.dream_episodes, progress=not args.quiet)

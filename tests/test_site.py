@@ -1,0 +1,67 @@
+"""The course as a static site (notebooks/build_course.py, Jupyter Book): it builds, every notebook is a page with
+its outputs, the exercises show their worked solutions, and no cell failed.
+
+The whole course is built from the notebooks test_course.py ran in this session (when it ran first, as in a full
+test run; else they run here); one notebook is also built the way a reader's command builds it, executed by
+Jupyter Book itself.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+from conftest import REPO
+from test_course import NOTEBOOKS, executed_dir
+
+sys.path.insert(0, str(REPO / "notebooks"))
+build_course = pytest.importorskip("build_course")
+pytest.importorskip("jupyter_book", reason="the site extra is not installed (pip install -e '.[site]')")
+
+
+def page_text(html: str) -> str:
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_the_course_builds_into_a_static_site(tmp_path, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))
+    executed = executed_dir(tmp_path_factory)
+    ran = executed.is_dir() and all((executed / p.name).exists() for p in NOTEBOOKS)
+    index = build_course.build(tmp_path / "site", executed if ran else None)
+    html = index.parent
+    intro = (html / "intro.html").read_text()
+    for path in NOTEBOOKS:
+        page = (html / f"{path.stem}.html").read_text()
+        text = page_text(page)
+        assert f'href="{path.stem}.html"' in intro, f"the contents do not list {path.stem}"
+        assert "Summary" in text and "You will learn" in text, path.stem
+        assert "A worked solution" in text, f"{path.stem}: the exercises should show their solutions"
+        assert "Traceback" not in text and "NotImplementedError" not in text.replace("raise NotImplementedError", "")
+        assert 'class="cell_output' in page, f"{path.stem}: no outputs on the page"
+    assert any("<img" in (html / f"{p.stem}.html").read_text() for p in NOTEBOOKS)  # figures are in the pages
+
+
+def test_a_reader_builds_the_course_with_its_notebooks_executed(tmp_path, monkeypatch):
+    monkeypatch.setenv("WM_DATA_DIR", str(tmp_path / "runs"))
+    index = build_course.build(tmp_path / "site", notebooks=["01"])
+    page = (index.parent / "01_mdn_toy.html").read_text()
+    assert "cell_output" in page and "<img" in page and "Traceback" not in page
+    assert not (index.parent / "02_cmaes_toy.html").exists()
+    with pytest.raises(FileNotFoundError, match="--notebooks 99"):
+        build_course.build(tmp_path / "other", notebooks=["99"])
+
+
+def test_a_failing_cell_fails_the_build(tmp_path, monkeypatch):
+    import nbformat
+
+    broken = tmp_path / "notebooks"
+    broken.mkdir()
+    nb = build_course.solved(NOTEBOOKS[0])
+    nb.cells.insert(3, nbformat.v4.new_code_cell("1 / 0"))
+    nbformat.write(nb, broken / NOTEBOOKS[0].name)
+    monkeypatch.setattr(build_course, "NOTEBOOKS", [broken / NOTEBOOKS[0].name])
+    monkeypatch.setattr(build_course, "solved", lambda path: nbformat.read(path, as_version=4))
+    with pytest.raises(RuntimeError, match="did not build"):
+        build_course.build(tmp_path / "site")
+    assert "ZeroDivisionError" in (tmp_path / "site" / "build.log").read_text()
