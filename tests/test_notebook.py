@@ -125,3 +125,31 @@ def test_plot_mixture_draws_each_component_and_each_temperature():
     components = sum(line.get_data()[1] for line in lines[:5])
     assert np.allclose(components, lines[5].get_data()[1])  # at tau 1 the mixture is the sum of its components
     assert lines[7].get_xdata()[0] == 0.3
+
+
+def test_round_story_plays_every_kept_round_in_its_dream_and_in_the_real_game(run_copy, tmp_path):
+    from conftest import wm
+
+    from wmlib import iterate, pretrained
+    from wmlib.config import make_config
+
+    src = run_copy("DoomTakeCover")
+    cfg = make_config("DoomTakeCover", "smoke")
+    assert notebook.round_story(cfg, src) == []  # no iterative training: nothing to tell
+    shipped = pretrained.install("doom", tmp_path / "shipped")  # made before rounds were kept
+    assert notebook.round_story(cfg, shipped) == []
+    out = tmp_path / "round1"
+    iterate.iterate(src, out, draws=0, perturbed=0, episodes_each=1, more_rnn_steps=1, progress=False)
+    assert notebook.round_story(cfg, out) == []  # round 1's controller is not trained yet
+    wm("controller", "--data_dir", out, "--quiet")
+    story = notebook.round_story(cfg, out, episodes=2)
+    assert [r["round"] for r in story] == [0, 1] and [r["generation"] for r in story] == [2, 2]
+    for r in story:
+        assert 1 <= r["dream_mean"] <= cfg.dream_max_len and 1 <= r["real_mean"] <= cfg.max_steps
+        player = r["player"]
+        assert player.frame(0).shape == (64, 64, 3) and player.real_frame(0).shape == (64, 64, 3)
+        assert player.controller is not None and player.episode["done_prob"] is not None
+    # round 0 plays the source run's controller in the source's dream: what wm iterate scored in that dream
+    again = notebook.round_story(cfg, out, episodes=2)
+    assert [r["dream_mean"] for r in again] == [r["dream_mean"] for r in story]
+    assert [r["real_mean"] for r in again] == [r["real_mean"] for r in story]

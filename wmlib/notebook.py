@@ -12,17 +12,23 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from . import episodes, rundir
+from .agent import Agent, EvalSettings, run_jobs
 from .config import make_config
+from .controller import load_controller
 from .games import make_env
+from .iterate import rounds
+from .memory import load_memory
 from .mixtures import mixture_density
+from .play import held_out_seeds
 from .plots import plot_frames
 from .rollouts import play_random_episode
 from .runlock import run_lock
 from .widgets import DreamGame, DreamPlayer, FramePlayer, LatentExplorer  # noqa: F401 (the notebooks' nb.X)
-from .vision import reconstruct
+from .vision import reconstruct, to_tensor
 
 DATA_DIR_ENV = "WM_DATA_DIR"  # where the notebooks keep their run directories (default: runs/ in the repository)
 
@@ -122,3 +128,43 @@ def plot_mixture(logpi, mu, logsigma, actual=None, temperatures=(1.0,), title: s
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
+
+
+def round_story(cfg, data_dir, episodes: int = 8) -> list[dict]:
+    """Iterative training, round by round (World Models Sec. 5): each kept round's controller
+    (:func:`wmlib.iterate.rounds`) scored in its own dream (the M it was trained in) and in the real game, on the same ``episodes`` held-out seeds,
+    and a :class:`DreamPlayer` of it: its own first real episode on the left, the dream it was trained in from that
+    episode's first frame on the right. An empty list when the run kept no rounds (an agent made before rounds were
+    kept, or one trained without ``wm iterate``).
+
+    Returns one dict per round: round, generation, dream_mean, dream_std, real_mean, real_std, player.
+    """
+    try:
+        kept = rounds(data_dir)
+    except FileNotFoundError:
+        return []
+    if len(kept) < 2:
+        return []
+    agent = Agent.from_run(data_dir, cfg.game)
+    seeds = held_out_seeds(cfg, episodes)
+    real_settings = EvalSettings.from_config(cfg, mode="real")
+    dream_settings = EvalSettings.from_config(cfg, mode="dream")
+    out = []
+    try:
+        for r in kept:
+            params, _ = load_controller(r["controller"])
+            memory, _ = load_memory(r["memory"])
+            dreamer = Agent(cfg.game, agent.vision, memory, agent.pool_mu, agent.pool_logvar)
+            dream = run_jobs(dreamer, dream_settings, [(params, seeds)])[0]
+            real, lengths, frames = agent.play(params, seeds, real_settings, record=True)
+            with torch.no_grad():
+                z0, _ = agent.vision.encode(to_tensor(frames[0][:1]))
+            player = DreamPlayer(agent.vision, memory, z0[0].numpy(), controller=(params, agent.spec),
+                                 real_frames=frames[0], temperature=cfg.temperature, max_len=cfg.dream_max_len,
+                                 seed=seeds[0], done_threshold=cfg.done_threshold, stop_at_done=True)
+            out.append(dict(round=r["round"], generation=r["generation"], dream_mean=float(dream.mean()),
+                            dream_std=float(dream.std()), real_mean=float(real.mean()), real_std=float(real.std()),
+                            player=player))
+    finally:
+        agent.close()
+    return out
