@@ -1,0 +1,118 @@
+"""Choose between controllers on fresh real episodes, so that the test episodes stay a test.
+
+    python -m wmlib.compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400]
+
+Each CONTROLLER is a controller checkpoint (``controller.pt``) or a run directory (its chosen controller). All of
+them play the same episodes with RUN's V and M in the real game, whole episodes, on tracks (or Doom seeds) of their
+own purpose (VALIDATE): never the ones `wm test` plays, nor any training or evaluation episode. Because the
+episodes are shared, the differences are paired: the table gives each controller's mean ± std and its mean
+difference from the first one with that difference's standard error. The result is written, atomically, to
+``RUN/compare.json``.
+
+Picking the agent to ship by its `wm test` score would make that score optimistic; pick it here and test it once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import rundir
+from .agent import Agent, EvalSettings
+from .controller import load_controller
+from .evaluators import default_evaluator
+from .io import atomic_write_text
+from .seeding import VALIDATE, episode_seed
+
+RESULT = "compare.json"
+
+
+def validation_seeds(run_seed: int, n: int) -> list[int]:
+    """The seeds of ``n`` fresh episodes for comparing controllers (purpose VALIDATE)."""
+    return [episode_seed(run_seed, 0, 0, i, VALIDATE) for i in range(n)]
+
+
+def paired_difference(scores, base) -> tuple[float, float]:
+    """Mean of ``scores - base`` (the same episodes) and its standard error (0 when there is one episode)."""
+    d = np.asarray(scores, np.float64) - np.asarray(base, np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return float(d.mean()), se
+
+
+def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = None, workers: int | None = None,
+            progress: bool = True) -> dict:
+    """Score each controller on the same ``episodes`` fresh real episodes with ``data_dir``'s V and M."""
+    data_dir = Path(data_dir)
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1 (got {episodes})")
+    if not controllers:
+        raise ValueError("name at least one controller (a controller.pt or a run directory)")
+    cfg = rundir.load_config(data_dir)
+    agent = Agent.from_run(data_dir, cfg.game, with_pool=False)
+    wanted = agent.spec.to_dict()
+    loaded = []
+    for c in controllers:
+        params, ckpt = load_controller(c)
+        if ckpt.get("spec") != wanted:
+            agent.close()
+            raise ValueError(f"{ckpt['path']}: a controller for {ckpt.get('spec')}, but the run {data_dir} has V and M "
+                             f"for {wanted}")
+        loaded.append((params, ckpt))
+    settings = EvalSettings.from_config(cfg, mode="real", max_len=max_steps)
+    seeds = validation_seeds(cfg.seed, episodes)
+    evaluator = default_evaluator(settings, data_dir, cfg.game, cfg.workers if workers is None else workers, agent)
+    rows = []
+    try:
+        for (params, ckpt), name in zip(loaded, controllers):
+            t0 = time.time()
+            scores = evaluator.evaluate(settings, [(params, seeds)])[0]
+            rows.append(dict(controller=str(ckpt["path"]), generation=int(ckpt.get("generation", -1)),
+                             mean=float(scores.mean()), std=float(scores.std()),
+                             scores=[float(s) for s in scores], seconds=round(time.time() - t0, 1)))
+            if progress:
+                print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
+    finally:
+        evaluator.close()
+        agent.close()
+    for r in rows:
+        r["difference"], r["difference_se"] = paired_difference(r["scores"], rows[0]["scores"])
+    result = dict(game=cfg.game, run=str(data_dir), episodes=episodes, max_steps=settings.max_len,
+                  purpose="VALIDATE", rows=rows)
+    atomic_write_text(data_dir / RESULT, json.dumps(result, indent=2))
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m wmlib.compare",
+                                description="score controllers on the same fresh real episodes (not the test's)")
+    p.add_argument("--data_dir", required=True, help="the run whose V and M the controllers drive")
+    p.add_argument("controllers", nargs="+", help="controller checkpoints (controller.pt) or run directories")
+    p.add_argument("--episodes", type=int, default=400, help="real episodes, the same for every controller")
+    p.add_argument("--max_steps", type=int, help="longest episode (default: the run's)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the run's)")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+    args = p.parse_args(argv)
+    try:
+        result = compare(args.data_dir, args.controllers, args.episodes, args.max_steps, args.workers,
+                         progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result['episodes']} fresh real episodes of {result['game']} (up to {result['max_steps']} steps), "
+          "the same for every controller")
+    print(f"{'controller':>40s} {'generation':>10s} {'mean +- std':>16s} {'minus the first':>20s}")
+    for r in result["rows"]:
+        name = r["controller"] if len(r["controller"]) <= 40 else "..." + r["controller"][-37:]
+        print(f"{name:>40s} {r['generation']:10d} {r['mean']:8.1f} +- {r['std']:5.1f} "
+              f"{r['difference']:+10.1f} +- {r['difference_se']:4.1f}")
+    print(f"(written to {Path(args.data_dir) / RESULT})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
