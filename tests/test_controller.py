@@ -33,6 +33,20 @@ def test_doom_features_include_cell_state():
     assert torch.equal(b, torch.zeros(1, 1))  # no bias for Doom
 
 
+def test_a_z_only_controller_reads_z_alone():
+    """The paper's "V model only" ablation: 32 * 3 + 3 parameters, and M's state cannot move the action."""
+    assert ControllerSpec("CarRacing-v3", 32, 256, z_only=True).n_params == 99
+    assert ControllerSpec("DoomTakeCover", 64, 512, z_only=True).n_params == 64
+    spec = ControllerSpec("CarRacing-v3", 2, 3, z_only=True)
+    z = torch.tensor([[0.5, -1.0]])
+    one = spec.features(z, torch.zeros(1, 3), torch.zeros(1, 3))
+    other = spec.features(z, torch.randn(1, 3), torch.randn(1, 3))
+    assert one.tolist() == other.tolist() == z.tolist()
+    assert spec.to_dict() == dict(game="CarRacing-v3", z_dim=2, hidden_dim=3, z_only=True)
+    # the paper's controllers keep the record they were saved with
+    assert ControllerSpec("CarRacing-v3", 2, 3).to_dict() == dict(game="CarRacing-v3", z_dim=2, hidden_dim=3)
+
+
 def test_load_controller_gives_the_runs_chosen_parameters(smoke_runs):
     d = smoke_runs("DoomTakeCover")
     params, ckpt = load_controller(d)

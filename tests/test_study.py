@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from wmlib import episodes, study
+from wmlib import episodes, rundir, study
+from wmlib.agent import Agent
+from wmlib.controller import load_controller
 from wmlib.config import make_config
 from wmlib.plots import plot_temperature_study
 
@@ -134,3 +136,27 @@ def wm_study(*args) -> str:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_episodes(run_copy):
+    d = run_copy("CarRacing-v3")
+    own = (d / "controller" / "controller.pt").read_bytes()
+    out = wm_study("--data_dir", d, "--z_only", "--generations", 1, "--episodes", 2)
+    assert "C reads z only" in out and "C reads z and h" in out
+    record = json.loads((d / study.ABLATION / "ablation.json").read_text())
+    sub = d / study.ABLATION
+    params, ckpt = load_controller(sub)
+    cfg = rundir.load_config(sub)
+    assert cfg.z_only and ckpt["spec"]["z_only"] and params.shape == (cfg.z_dim * 3 + 3,)
+    assert record["generations"] == 1 and record["z_only"]["controller"] == str(rundir.path(sub, rundir.CONTROLLER))
+    assert record["z_only"]["episodes"] == record["z_and_h"]["episodes"] == 2
+    assert record["z_and_h"] == json.loads((d / "test" / "scores.json").read_text())  # the run's own `wm test`
+    assert record["z_only"] == json.loads((sub / "test" / "scores.json").read_text())
+    # V and M are the run's own files, and the run's controller is untouched
+    for rel in (rundir.VISION, rundir.MEMORY):
+        assert (sub / rel).read_bytes() == (d / rel).read_bytes()
+    assert (d / "controller" / "controller.pt").read_bytes() == own
+    # the agent a worker rebuilds from the run (or from its state) reads z alone too
+    agent = Agent.from_run(sub)
+    assert agent.spec.z_only and Agent.from_state(agent.state()).spec == agent.spec
+    assert not Agent.from_run(d).spec.z_only

@@ -13,6 +13,7 @@ scores too, as long as the candidates are batched the same way (otherwise they a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,9 +67,9 @@ class EvalSettings:
 class Agent:
     """V + M (+ the dream's pool of first frames) and the controller spec: what a worker needs to score jobs."""
 
-    def __init__(self, game: str, vision, memory, pool_mu=None, pool_logvar=None):
+    def __init__(self, game: str, vision, memory, pool_mu=None, pool_logvar=None, z_only: bool = False):
         self.game, self.vision, self.memory = game, vision, memory
-        self.spec = ControllerSpec(game, memory.z_dim, memory.hidden_dim)
+        self.spec = ControllerSpec(game, memory.z_dim, memory.hidden_dim, z_only=bool(z_only))
         self.pool_mu, self.pool_logvar = pool_mu, pool_logvar
         self._envs = []
 
@@ -81,14 +82,16 @@ class Agent:
         if game is not None and game != run_game:
             raise ValueError(f"{mckpt['path']}: trained on {run_game}, but --game is {game}")
         pool = rundir.first_frame_pool(data_dir) if with_pool and run_game == "DoomTakeCover" else None
-        return cls(run_game, vision, memory, *(pool or (None, None)))
+        has_config = (Path(data_dir) / rundir.CONFIG).exists()  # a run's C may read z alone (--z_only)
+        z_only = rundir.load_config(data_dir).z_only if has_config else False
+        return cls(run_game, vision, memory, *(pool or (None, None)), z_only=z_only)
 
     def state(self) -> dict:
         """Everything needed to rebuild this agent elsewhere, as plain values and numpy arrays (picklable)."""
         arrays = lambda model: {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}  # noqa: E731
         return dict(game=self.game, vision_z_dim=self.vision.z_dim, vision=arrays(self.vision),
                     memory_arch=self.memory.arch(), memory=arrays(self.memory),
-                    pool_mu=self.pool_mu, pool_logvar=self.pool_logvar)
+                    pool_mu=self.pool_mu, pool_logvar=self.pool_logvar, z_only=self.spec.z_only)
 
     @classmethod
     def from_state(cls, state: dict) -> "Agent":
@@ -98,7 +101,8 @@ class Agent:
         vision.load_state_dict(tensors(state["vision"]))
         memory = Memory(**state["memory_arch"])
         memory.load_state_dict(tensors(state["memory"]))
-        return cls(state["game"], vision.eval(), memory.eval(), state["pool_mu"], state["pool_logvar"])
+        return cls(state["game"], vision.eval(), memory.eval(), state["pool_mu"], state["pool_logvar"],
+                   z_only=state["z_only"])
 
     # -- real game -------------------------------------------------------------------------------------------
     def envs(self, n: int, settings: EvalSettings):

@@ -144,6 +144,8 @@ class Config:
     tracks), so that candidates are ranked on the same tracks."""
     in_dream: bool = False
     """Train the controller inside M's dream instead of the real game (paper: Doom)."""
+    z_only: bool = False
+    """C reads z alone, not M's hidden state (the paper's "V model only" ablation, Table 1: 632 +- 251)."""
     temperature: float = 1.0
     """Sampling temperature tau of M in the dream (paper: 1.15 Doom; code: 1.25)."""
     dream_max_len: int = 2100
@@ -296,6 +298,7 @@ RULES: dict[str, Rule] = {
     "early_stop": integer(0),  # 0 = never
     "paired_seeds": SWITCH,
     "in_dream": SWITCH,
+    "z_only": SWITCH,
     "temperature": number(0, open_low=True),  # sampling divides M's mixture logits by it
     "dream_max_len": integer(1),
     "initial_z_noise": number(0),

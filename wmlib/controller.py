@@ -5,6 +5,9 @@
 | CarRacing-v3  | [z, h]  (288)  | tanh(W [z h] + b), 3 numbers    | 288 * 3 + 3 = 867  (paper)      |
 | DoomTakeCover | [z, c, h] (1088) | tanh(W [z c h]), 1 number, no bias | 1088 * 1 = 1088 (paper)     |
 
+With ``z_only`` (the paper's ablation, Sec. 3.4 / Table 1 "V model only") C reads z alone: 32 * 3 + 3 = 99
+parameters for CarRacing, blind to what M remembers and predicts.
+
 The outputs become game actions in :func:`wmlib.games.controller_to_action`. :mod:`wmlib.evolution` trains the
 parameters and writes ``controller/controller.pt``; :func:`load_controller` reads it.
 """
@@ -27,9 +30,18 @@ class ControllerSpec:
     game: str
     z_dim: int
     hidden_dim: int
+    z_only: bool = False
+    """Read z alone, not M's state (the paper's "V model only" ablation)."""
 
     def __post_init__(self):
         check_game(self.game)
+
+    @property
+    def parts(self) -> list[tuple[str, int]]:
+        """The input's pieces in order, (name, size): z, then c (Doom) and h, or z alone."""
+        if self.z_only:
+            return [("z", self.z_dim)]
+        return [("z", self.z_dim)] + ([("c", self.hidden_dim)] if self.uses_cell else []) + [("h", self.hidden_dim)]
 
     @property
     def uses_cell(self) -> bool:
@@ -42,7 +54,7 @@ class ControllerSpec:
 
     @property
     def n_in(self) -> int:
-        return self.z_dim + self.hidden_dim * (2 if self.uses_cell else 1)
+        return sum(size for _, size in self.parts)
 
     @property
     def n_out(self) -> int:
@@ -53,11 +65,13 @@ class ControllerSpec:
         return self.n_in * self.n_out + (self.n_out if self.has_bias else 0)
 
     def to_dict(self) -> dict:
-        return dict(game=self.game, z_dim=self.z_dim, hidden_dim=self.hidden_dim)
+        extra = dict(z_only=True) if self.z_only else {}  # the paper's controllers keep their old records
+        return dict(game=self.game, z_dim=self.z_dim, hidden_dim=self.hidden_dim, **extra)
 
     def features(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """The controller's input, (B, n_in): [z h] or [z c h]."""
-        return torch.cat([z, c, h] if self.uses_cell else [z, h], dim=-1)
+        """The controller's input, (B, n_in): [z h], [z c h], or z alone."""
+        pieces = dict(z=z, c=c, h=h)
+        return torch.cat([pieces[name] for name, _ in self.parts], dim=-1)
 
     def unflatten(self, params) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, n_params) or (n_params,) -> W (B, n_out, n_in), b (B, n_out) (zeros when there is no bias)."""

@@ -179,15 +179,14 @@ def plot_predictions(pred: dict, dims=(0, 1, 2, 3)) -> Figure:
 
 
 def plot_controller(params, spec) -> Figure:
-    """The controller's weight matrix W (n_out x n_in) as an image, its inputs z | h (| c) marked, and b."""
+    """The controller's weight matrix W (n_out x n_in) as an image, its inputs z | (c |) h marked, and b."""
     w, b = spec.unflatten(params)
     w, b = w[0].numpy(), b[0].numpy()
     fig = Figure(figsize=(10, 1.2 + 0.5 * spec.n_out), layout="constrained")
     ax = fig.subplots()
     lim = float(np.abs(w).max()) or 1.0
     im = ax.imshow(w, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    parts = [("z", spec.z_dim), ("c", spec.hidden_dim), ("h", spec.hidden_dim)] if spec.uses_cell else \
-        [("z", spec.z_dim), ("h", spec.hidden_dim)]
+    parts = spec.parts
     edges = np.cumsum([0] + [size for _, size in parts])
     for edge in edges[1:-1]:
         ax.axvline(edge - 0.5, color="k", lw=2.5)

@@ -2,6 +2,7 @@
 
     python -m wmlib.study --data_dir runs/DoomTakeCover-reproduce --temperatures 1.0 1.15 1.3
     python -m wmlib.study --data_dir runs/DoomTakeCover-reproduce --fidelity     # dream vs real, same controllers
+    python -m wmlib.study --data_dir runs/CarRacing-v3-reproduce --z_only        # the paper's "V model only" C
 
 trains (or resumes) one dream controller per temperature next to the run, scores each in the dream and in the real
 game, and prints the table (also written to ``DATA_DIR/temperatures/study.json``).
@@ -128,6 +129,28 @@ def temperature_study(cfg, data_dir, temperatures=(1.0, 1.15, 1.3), generations:
     return rows
 
 
+ABLATION = "z_only"
+"""Where :func:`z_only_ablation` trains its controller, inside the run directory."""
+
+
+def z_only_ablation(cfg, data_dir, generations: int | None = None, test_episodes: int | None = None,
+                    progress: bool = True) -> dict:
+    """The paper's Table 1 ablation on this run's own V and M: a controller that reads z alone ("V model only"),
+    trained as the run's was (population, trials, early stopping, in the game or the dream) in
+    ``data_dir/z_only`` (sharing V, M and the series), then both played on the same held-out test episodes.
+
+    Resumes like any C. Returns (and writes to ``data_dir/z_only/ablation.json``) {generations, z_only, z_and_h},
+    each a `wm test` result."""
+    c = dataclasses.replace(cfg, z_only=True, generations=cfg.generations if generations is None else int(generations))
+    sub = rundir.share_world_model(data_dir, Path(data_dir) / ABLATION)
+    c.save(rundir.path(sub, rundir.CONFIG))
+    train_controller(c, sub, progress=progress)
+    record = dict(generations=c.generations, z_only=real_scores(c, sub, rollouts=test_episodes, progress=progress),
+                  z_and_h=real_scores(cfg, data_dir, rollouts=test_episodes, progress=progress))
+    atomic_write_text(sub / "ablation.json", json.dumps(record, indent=2))
+    return record
+
+
 def _merge_rows(data_dir, rows: list[dict]) -> None:
     """Add ``rows`` to the study table on disk, replacing rows of the same temperature and keeping the others
     (so studies of different temperatures, run one after another or side by side, fill one table)."""
@@ -164,9 +187,20 @@ def main(argv=None) -> int:
                    help="instead of the study: score CMA-ES's first-generation controllers (and the run's trained "
                         "one) in the dream at each --temperatures and in the real game, side by side")
     p.add_argument("--candidates", type=int, default=8, help="random controllers for --fidelity")
+    p.add_argument("--z_only", action="store_true",
+                   help="instead of the study: the paper's ablation, a controller reading z alone trained on the "
+                        "run's V and M (in DATA_DIR/z_only), against the run's own on the same test episodes")
     args = p.parse_args(argv)
     try:
         cfg = rundir.load_config(args.data_dir)
+        if args.z_only:
+            rec = z_only_ablation(cfg, args.data_dir, args.generations, args.episodes, progress=not args.quiet)
+            for name, key in (("C reads z only", "z_only"), ("C reads z and h", "z_and_h")):
+                r = rec[key]
+                print(f"{name:>16s}: {r['mean']:7.1f} +- {r['std']:5.1f}  ({r['episodes']} real episodes, "
+                      f"{r['controller']})")
+            print(f"(written to {Path(args.data_dir) / ABLATION / 'ablation.json'})")
+            return 0
         if args.fidelity:
             episodes = args.episodes or 16
             record = fidelity(cfg, args.data_dir, args.candidates, episodes, args.temperatures)
