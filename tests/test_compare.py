@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -48,6 +49,27 @@ def test_controllers_play_the_same_fresh_episodes_whichever_evaluator_runs_them(
         agent.close()
     assert direct.tolist() == first["scores"] and (lengths == 40).all()
     assert json.loads((run / compare.RESULT).read_text()) == two
+
+
+def test_a_run_directory_plays_with_its_own_world_model_a_checkpoint_with_the_data_dirs(run_copy, tmp_path):
+    run = run_copy("CarRacing-v3")
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    memory = rundir.path(other, rundir.MEMORY)
+    ckpt = torch.load(memory, weights_only=True)
+    state = ckpt["model"]
+    gen = torch.Generator().manual_seed(0)
+    for name in state:
+        if name.startswith("lstm."):  # another M: the same C reads another h
+            state[name] = state[name] + torch.randn(state[name].shape, generator=gen)
+    torch.save(ckpt, memory)
+    kw = dict(episodes=2, max_steps=120, workers=1, progress=False)
+    mixed = compare.compare(run, [run, other, other / "controller" / "controller.pt"], **kw)
+    mine, theirs, their_file_here = mixed["rows"]
+    alone = compare.compare(other, [other], **kw)["rows"][0]
+    assert (mine["models"], theirs["models"], their_file_here["models"]) == (str(run), str(other), str(run))
+    assert theirs["scores"] == alone["scores"] != mine["scores"]  # the run directory brought its own M
+    assert their_file_here["scores"] == mine["scores"]  # the same controller file, with --data_dir's V and M
 
 
 def test_validation_episodes_are_never_test_training_or_evaluation_episodes():

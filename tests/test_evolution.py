@@ -2,6 +2,7 @@
 and a resume (after a clean stop or a kill) that continues exactly where the run was."""
 
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,40 @@ def test_a_saved_state_of_another_population_is_refused(run_copy):
     with pytest.raises(ValueError, match=r"es_state\.pkl: saved with population 4, but --pop is 6"):
         train_controller(make_config("DoomTakeCover", "smoke", pop=6, generations=3), d, progress=False)
     assert (d / "controller" / "es_state.pkl").read_bytes() == before
+
+
+def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_start(run_copy, smoke_runs,
+                                                                                       tmp_path):
+    d = run_copy("DoomTakeCover")  # its controller: the start
+    start = torch.load(d / rundir.CONTROLLER, weights_only=True)
+    x0, g0 = start["params"].double().numpy(), start["generation"]
+    assert np.abs(x0).max() > 0.01 and g0 >= 1
+    cont = rundir.share_world_model(d, tmp_path / "cont")
+    shutil.copy(d / rundir.CONFIG, cont / rundir.CONFIG)
+    short = wm("controller", "--data_dir", cont, "--start_from", d, "--generations", g0, "--quiet", check=False)
+    assert short.returncode == 2 and f"--generations {g0}" in short.stderr and not (cont / "controller").exists()
+    wm("controller", "--data_dir", cont, "--start_from", d, "--sigma0", 1e-4, "--generations", g0 + 1, "--quiet")
+    state_path = cont / rundir.ES_STATE
+    state = pickle.loads(state_path.read_bytes())
+    assert state["start_from"] == str(d) and np.array_equal(state["x0"], x0)
+    assert np.abs(state["es"].mean - x0).max() < 0.01  # the search is centred on the start, not on zero
+    # generations count on from the start's: one row, generation g0 + 1, on episodes the start never played
+    assert read_csv(rundir.log_path(cont, "controller"))["generation"].tolist() == [g0 + 1]
+    wm("controller", "--data_dir", cont, "--start_from", d, "--generations", g0 + 2, "--quiet")  # resumes
+    assert torch.load(cont / rundir.CONTROLLER, weights_only=True)["generation"] == g0 + 2
+    before = {p: p.read_bytes() for p in (cont / "controller").iterdir()}
+    other = tmp_path / "zero.pt"
+    ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
+    ckpt["params"] = torch.zeros_like(ckpt["params"])
+    torch.save(ckpt, other)
+    out = wm("controller", "--data_dir", cont, "--start_from", other, "--generations", g0 + 3, "--quiet",
+             check=False)
+    assert out.returncode == 2 and "es_state.pkl" in out.stderr and "zero.pt" in out.stderr
+    car = smoke_runs("CarRacing-v3")
+    out = wm("controller", "--data_dir", cont, "--start_from", car, "--generations", g0 + 3, "--quiet",
+             check=False)
+    assert out.returncode == 2 and "--start_from" in out.stderr and str(car) in out.stderr
+    assert {p: p.read_bytes() for p in (cont / "controller").iterdir()} == before  # nothing on disk changed
 
 
 def test_controller_resume_is_exact(run_copy, tmp_path):

@@ -136,8 +136,13 @@ def test_round_story_plays_every_kept_round_in_its_dream_and_in_the_real_game(ru
     src = run_copy("DoomTakeCover")
     cfg = make_config("DoomTakeCover", "smoke")
     assert notebook.round_story(cfg, src) == []  # no iterative training: nothing to tell
-    shipped = pretrained.install("doom", tmp_path / "shipped")  # made before rounds were kept
-    assert notebook.round_story(cfg, shipped) == []
+    shipped = pretrained.install("doom", tmp_path / "shipped")  # it keeps every round it was made with
+    kept = iterate.rounds(shipped)
+    assert [r["generation"] for r in kept] == [4, 10, 10, 30, 10]
+    assert kept[0]["dream_mean"] > 5 * kept[0]["real_mean"]  # the first dream's controller exploited that dream
+    told = notebook.round_story(cfg, shipped, episodes=1)
+    assert [r["round"] for r in told] == [0, 1, 2, 3, 4]
+    assert all(r["player"].frame(0).shape == (64, 64, 3) for r in told)
     out = tmp_path / "round1"
     iterate.iterate(src, out, draws=0, perturbed=0, episodes_each=1, more_rnn_steps=1, progress=False)
     assert notebook.round_story(cfg, out) == []  # round 1's controller is not trained yet

@@ -24,7 +24,7 @@ shipped_carracing = pytest.mark.skipif(not (CARRACING / "config.json").exists(),
 def test_the_shipped_doom_agent_is_small_weights_only_and_documented():
     assert "doom" in pretrained.available()
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
-    assert size < 40 * 2**20
+    assert size < 64 * 2**20  # V, M, and the M of each of the four earlier rounds' dreams
     for rel in pretrained.CHECKPOINTS:
         ckpt = torch.load(SHIPPED / rel, map_location="cpu", weights_only=True)
         assert "optimizer" not in ckpt
@@ -128,7 +128,7 @@ def test_notebooks_run_on_the_shipped_agent(name, game, tmp_path, monkeypatch):
 def test_the_shipped_carracing_agent_is_small_weights_only_and_documented():
     assert "carracing" in pretrained.available()
     size = sum(f.stat().st_size for f in CARRACING.rglob("*") if f.is_file())
-    assert size < 40 * 2**20
+    assert size < 64 * 2**20  # V, M, and the M of each of the four earlier rounds' dreams
     for rel in pretrained.CHECKPOINTS:
         ckpt = torch.load(CARRACING / rel, map_location="cpu", weights_only=True)
         assert "optimizer" not in ckpt

@@ -112,6 +112,9 @@ def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
         g.add_argument("--paired_seeds", action=argparse.BooleanOptionalAction, default=None,
                        help="score every candidate of a generation on the same episodes")
         g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
+        g.add_argument("--start_from", metavar="CONTROLLER",
+                       help="centre a new CMA-ES search on this controller (controller.pt or a run directory with "
+                            "the same V and M, e.g. an installed pretrained agent) instead of zero")
         g.add_argument("--evaluator", choices=("inprocess", "processes", "dask"),
                        help="where candidates are scored (default: dream in-process, real game in processes; "
                             "dask: a local Dask cluster of --workers processes on 127.0.0.1)")
@@ -215,7 +218,9 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
             n = evaluator.n_workers
             print(f"dask: scheduler {evaluator.address}, {n} worker{'s' * (n != 1)}, dashboard {link}", flush=True)
         try:
-            print(f"controller: {train_controller(cfg, data_dir, evaluator, progress=progress)}")
+            out = train_controller(cfg, data_dir, evaluator, progress=progress,
+                                   start_from=getattr(args, "start_from", None))
+            print(f"controller: {out}")
         finally:
             if evaluator is not None:
                 evaluator.close()

@@ -2,9 +2,11 @@
 
     python -m wmlib.compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400]
 
-Each CONTROLLER is a controller checkpoint (``controller.pt``) or a run directory (its chosen controller). All of
-them play the same episodes with RUN's V and M in the real game, whole episodes, on tracks (or Doom seeds) of their
-own purpose (VALIDATE): never the ones `wm test` plays, nor any training or evaluation episode. Because the
+Each CONTROLLER is a controller checkpoint (``controller.pt``), which drives RUN's V and M, or a run directory (a
+pretrained one too), whose chosen controller drives that run's own V and M: so agents with different world models
+(Doom's rounds of iterative training, a rerun) can be compared. All of them play the same episodes in the real
+game, whole episodes, on tracks (or Doom seeds) of their own purpose (VALIDATE): never the ones `wm test` plays,
+nor any training or evaluation episode. Because the
 episodes are shared, the differences are paired: the table gives each controller's mean ± std and its mean
 difference from the first one with that difference's standard error. The result is written, atomically, to
 ``RUN/compare.json``.
@@ -44,41 +46,54 @@ def paired_difference(scores, base) -> tuple[float, float]:
     return float(d.mean()), se
 
 
+def models_dir(controller, data_dir) -> Path:
+    """Whose V and M ``controller`` drives: a run directory's own, a checkpoint file's ``data_dir``'s."""
+    c = Path(controller)
+    return c if c.is_dir() and (c / rundir.CONFIG).exists() else Path(data_dir)
+
+
 def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = None, workers: int | None = None,
             progress: bool = True) -> dict:
-    """Score each controller on the same ``episodes`` fresh real episodes with ``data_dir``'s V and M."""
+    """Score each controller on the same ``episodes`` fresh real episodes (see the module's docstring)."""
     data_dir = Path(data_dir)
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1 (got {episodes})")
     if not controllers:
         raise ValueError("name at least one controller (a controller.pt or a run directory)")
     cfg = rundir.load_config(data_dir)
-    agent = Agent.from_run(data_dir, cfg.game, with_pool=False)
-    wanted = agent.spec.to_dict()
-    loaded = []
+    loaded, specs = [], {}
     for c in controllers:
-        params, ckpt = load_controller(c)
-        if ckpt.get("spec") != wanted:
+        models = models_dir(c, data_dir)
+        if models not in specs:
+            other = rundir.load_config(models)
+            if other.game != cfg.game:
+                raise ValueError(f"{c}: a run of {other.game}, but the run {data_dir} plays {cfg.game}")
+            agent = Agent.from_run(models, cfg.game, with_pool=False)
+            specs[models] = agent.spec.to_dict()
             agent.close()
-            raise ValueError(f"{ckpt['path']}: a controller for {ckpt.get('spec')}, but the run {data_dir} has V and M "
-                             f"for {wanted}")
-        loaded.append((params, ckpt))
+        params, ckpt = load_controller(c)
+        if ckpt.get("spec") != specs[models]:
+            raise ValueError(f"{ckpt['path']}: a controller for {ckpt.get('spec')}, but the run {models} has V and M "
+                             f"for {specs[models]}")
+        loaded.append((params, ckpt, models))
     settings = EvalSettings.from_config(cfg, mode="real", max_len=max_steps)
     seeds = validation_seeds(cfg.seed, episodes)
-    evaluator = default_evaluator(settings, data_dir, cfg.game, cfg.workers if workers is None else workers, agent)
+    workers = cfg.workers if workers is None else workers
     rows = []
-    try:
-        for (params, ckpt), name in zip(loaded, controllers):
-            t0 = time.time()
+    for (params, ckpt, models), name in zip(loaded, controllers):
+        t0 = time.time()
+        agent = Agent.from_run(models, cfg.game, with_pool=False)
+        evaluator = default_evaluator(settings, models, cfg.game, workers, agent)
+        try:
             scores = evaluator.evaluate(settings, [(params, seeds)])[0]
-            rows.append(dict(controller=str(ckpt["path"]), generation=int(ckpt.get("generation", -1)),
-                             mean=float(scores.mean()), std=float(scores.std()),
-                             scores=[float(s) for s in scores], seconds=round(time.time() - t0, 1)))
-            if progress:
-                print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
-    finally:
-        evaluator.close()
-        agent.close()
+        finally:
+            evaluator.close()
+            agent.close()
+        rows.append(dict(controller=str(ckpt["path"]), models=str(models), generation=int(ckpt.get("generation", -1)),
+                         mean=float(scores.mean()), std=float(scores.std()),
+                         scores=[float(s) for s in scores], seconds=round(time.time() - t0, 1)))
+        if progress:
+            print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
     for r in rows:
         r["difference"], r["difference_se"] = paired_difference(r["scores"], rows[0]["scores"])
     result = dict(game=cfg.game, run=str(data_dir), episodes=episodes, max_steps=settings.max_len,
@@ -90,8 +105,10 @@ def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m wmlib.compare",
                                 description="score controllers on the same fresh real episodes (not the test's)")
-    p.add_argument("--data_dir", required=True, help="the run whose V and M the controllers drive")
-    p.add_argument("controllers", nargs="+", help="controller checkpoints (controller.pt) or run directories")
+    p.add_argument("--data_dir", required=True, help="the run whose V and M checkpoint files drive (and where the "
+                   "result is written)")
+    p.add_argument("controllers", nargs="+", help="controller checkpoints (controller.pt, with --data_dir's V and M) "
+                   "or run directories (with their own)")
     p.add_argument("--episodes", type=int, default=400, help="real episodes, the same for every controller")
     p.add_argument("--max_steps", type=int, help="longest episode (default: the run's)")
     p.add_argument("--workers", type=int, help="worker processes (default: the run's)")

@@ -349,9 +349,11 @@ PRESET_OVERRIDES = {
     },
     # Doom's dream-trained agent on 2 CPU cores in an afternoon (README, "Reproducing the paper's Doom result").
     # The architecture, CMA-ES settings, temperature and dream are the paper's; less data and compute go into V and
-    # M, and V learns faster (a higher learning rate) because it sees ~10x fewer batches than the paper's. M: 2500
-    # steps of 64 x 100 (a step takes ~1 s on 2 cores). This dream is exploitable; two rounds of the paper's
-    # iterative training (`wm iterate`, 500 more M steps each) fix that, with 10 generations of C per dream.
+    # M, and V learns faster (a higher learning rate) because it sees ~10x fewer batches than the paper's. M: 3500
+    # steps of 64 x 100 (a step takes ~1 s on 2 cores). This dream is exploitable; four rounds of the paper's
+    # iterative training (`wm iterate --more_rnn_steps 1000`, each round's new episodes a fifth of M's windows:
+    # recent_share) repair it, with 10 generations of C per dream (30 in the third, whose controller the fourth
+    # round's real play then corrects).
     #
     # CarRacing on 2 CPU cores in about 12 hours, trained in the real game as in the paper. Less data for V and M:
     # 2,000 random episodes, V for one epoch over the first 600 of them (600k frames, shuffled across all), M on
@@ -367,8 +369,8 @@ PRESET_OVERRIDES = {
         ),
         "DoomTakeCover": dict(
             num_rollouts=2000, vae_episodes=1000, vae_epochs=1, vae_batch=100, vae_lr=5e-4, seq_len=100,
-            rnn_batch=64, rnn_steps=2500, in_dream=True, pop=64, trials=16, generations=10, eval_every=10,
-            eval_episodes=1024, test_rollouts=100,
+            rnn_batch=64, rnn_steps=3500, recent_share=0.2, in_dream=True, pop=64, trials=16, generations=10,
+            eval_every=10, eval_episodes=1024, test_rollouts=100,
         ),
     },
     "smoke": {

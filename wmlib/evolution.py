@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import rundir
 from .agent import Agent, EvalSettings, Evaluator
 from .config import Config
-from .controller import ControllerSpec
+from .controller import ControllerSpec, load_controller
 from .evaluators import default_evaluator
 from .io import append_csv, atomic_torch_save, atomic_write_bytes
 from .plots import plot_learning_curve
@@ -44,16 +44,28 @@ def generation_jobs(cfg: Config, solutions, generation: int):
             for i, x in enumerate(solutions)]
 
 
-def new_state(cfg: Config, spec: ControllerSpec) -> dict:
+def start_params(start_from, spec: ControllerSpec) -> tuple[np.ndarray, int]:
+    """The parameters of the controller checkpoint (or run directory) ``start_from``, checked against ``spec``, and
+    the generation it was trained to."""
+    params, ckpt = load_controller(start_from)
+    if ckpt.get("spec") != spec.to_dict():
+        raise ValueError(f"--start_from {ckpt['path']}: a controller for {ckpt.get('spec')}, but this run's V and M "
+                         f"make {spec.to_dict()}")
+    return params.astype(np.float64), max(0, int(ckpt.get("generation", 0)))
+
+
+def new_state(cfg: Config, spec: ControllerSpec, x0=None) -> dict:
+    """A fresh CMA-ES around zero, or around ``x0`` (a trained controller's parameters) to go on from it."""
+    x0 = np.zeros(spec.n_params) if x0 is None else np.asarray(x0, np.float64)
     # pycma treats seed 0 as "use the clock", so shift the run seed by one.
-    es = cma.CMAEvolutionStrategy(np.zeros(spec.n_params), cfg.sigma0,
+    es = cma.CMAEvolutionStrategy(x0, cfg.sigma0,
                                   {"popsize": cfg.pop, "seed": cfg.seed + 1, "verbose": -9})
     max_len = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
     if cfg.curriculum:
         max_len = min(int(cfg.curriculum[0]), max_len)
     return dict(es=es, generation=0, spec=spec.to_dict(), in_dream=cfg.in_dream, max_len=max_len,
                 best_fitness=-np.inf, best_params=None, best_eval=-np.inf, best_eval_params=None,
-                best_mean_fitness=-np.inf, done=False, numpy_rng=np.random.get_state())
+                best_mean_fitness=-np.inf, done=False, numpy_rng=np.random.get_state(), start_from=None)
 
 
 def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
@@ -84,14 +96,37 @@ def save_state(data_dir, state: dict, cfg: Config) -> None:
 
 
 @holds_run_lock("wm controller (wmlib.evolution.train_controller)")
-def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, progress: bool = True) -> Path:
-    """Run CMA-ES until cfg.generations (or the target) is reached; resumes from ``controller/es_state.pkl``."""
+def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, progress: bool = True,
+                     start_from=None) -> Path:
+    """Run CMA-ES until cfg.generations (or the target) is reached; resumes from ``controller/es_state.pkl``.
+
+    ``start_from`` (a controller checkpoint or run directory for the same V and M, e.g. a shipped agent) centres a
+    new search on that controller instead of zero, with step size cfg.sigma0: a way to go on training an agent whose
+    CMA-ES state was not kept. The generations count on from the one that controller was trained to (so its log
+    goes on, and the episodes' seeds are new ones); cfg.generations is the total. A resumed search keeps its start."""
     data_dir = Path(data_dir)
     agent = Agent.from_run(data_dir, cfg.game)  # checks V/M compatibility and the game
     spec = agent.spec
     state_path = rundir.path(data_dir, rundir.ES_STATE)
     out, log = rundir.path(data_dir, rundir.CONTROLLER), rundir.log_path(data_dir, "controller")
-    state = load_state(state_path, cfg, spec) if state_path.exists() else new_state(cfg, spec)
+    try:
+        x0, g0 = (None, 0) if start_from is None else start_params(start_from, spec)
+        if state_path.exists():
+            state = load_state(state_path, cfg, spec)
+            if x0 is not None and not np.array_equal(x0, state.get("x0", np.zeros(spec.n_params))):
+                raise ValueError(f"{state_path}: this search started from {state.get('start_from') or 'zero'}, "
+                                 f"not from --start_from {start_from}; resume without --start_from, or delete "
+                                 "controller/ to start again")
+        else:
+            if x0 is not None and g0 >= cfg.generations:
+                raise ValueError(f"--generations {cfg.generations}: --start_from {start_from} was trained to "
+                                 f"generation {g0} already, and generations count on from there; ask for more")
+            state = new_state(cfg, spec, x0)
+            if x0 is not None:
+                state.update(start_from=str(start_from), x0=x0, generation=g0)
+    except Exception:
+        agent.close()
+        raise
     if state["done"] or state["generation"] >= cfg.generations:
         return out
     np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator
