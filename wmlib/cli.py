@@ -113,8 +113,9 @@ def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
                        help="score every candidate of a generation on the same episodes")
         g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
         g.add_argument("--start_from", metavar="CONTROLLER",
-                       help="centre a new CMA-ES search on this controller (controller.pt or a run directory with "
-                            "the same V and M, e.g. an installed pretrained agent) instead of zero")
+                       help="centre a new CMA-ES search on this controller (controller.pt or a run directory whose "
+                            "V and M have this run's sizes, e.g. an installed pretrained agent or the previous round "
+                            "of wm iterate) instead of zero")
         g.add_argument("--evaluator", choices=("inprocess", "processes", "dask"),
                        help="where candidates are scored (default: dream in-process, real game in processes; "
                             "dask: a local Dask cluster of --workers processes on 127.0.0.1)")
