@@ -102,8 +102,9 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
 
     ``start_from`` (a controller checkpoint or run directory whose V and M have this run's sizes, e.g. a shipped
     agent or the previous round of ``wm iterate``) centres a new search on that controller instead of zero, with
-    step size cfg.sigma0: a way to go on training an agent whose CMA-ES state was not kept. The generations count on from the one that controller was trained to (so its log
-    goes on, and the episodes' seeds are new ones); cfg.generations is the total. A resumed search keeps its start."""
+    step size cfg.sigma0: a way to go on training an agent whose CMA-ES state was not kept. The generations count
+    on from the one that controller was trained to (so its log goes on, and the episodes' seeds are new ones);
+    cfg.generations is the total. A resumed search keeps its start."""
     data_dir = Path(data_dir)
     agent = Agent.from_run(data_dir, cfg.game)  # checks V/M compatibility and the game
     spec = agent.spec
