@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import wait_for, wm
-from wmlib import rundir
+from wmlib import pretrained, rundir
 from wmlib.config import make_config
 from wmlib.evolution import generation_jobs, train_controller
 from wmlib.io import read_csv
@@ -84,7 +84,11 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     # generations count on from the start's: one row, generation g0 + 1, on episodes the start never played
     assert read_csv(rundir.log_path(cont, "controller"))["generation"].tolist() == [g0 + 1]
     wm("controller", "--data_dir", cont, "--start_from", d, "--generations", g0 + 2, "--quiet")  # resumes
-    assert torch.load(cont / rundir.CONTROLLER, weights_only=True)["generation"] == g0 + 2
+    ckpt = torch.load(cont / rundir.CONTROLLER, weights_only=True)
+    assert ckpt["generation"] == g0 + 2 and (ckpt["start_from"], ckpt["start_generation"]) == (str(d), g0)
+    # the card says which generations are this search's and whose controller it started from
+    assert (f"generations {g0 + 1}-{g0 + 2}: a new search centred on the generation-{g0} controller of "
+            f"{d.parent.name}/{d.name}") in pretrained.card(cont)
     before = {p: p.read_bytes() for p in (cont / "controller").iterdir()}
     other = tmp_path / "zero.pt"
     ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
@@ -98,6 +102,10 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
              check=False)
     assert out.returncode == 2 and "--start_from" in out.stderr and str(car) in out.stderr
     assert {p: p.read_bytes() for p in (cont / "controller").iterdir()} == before  # nothing on disk changed
+    # once the start is gone (say, replaced by the agent this search made), the search resumes without it
+    wm("controller", "--data_dir", cont, "--generations", g0 + 3, "--quiet")
+    ckpt = torch.load(cont / rundir.CONTROLLER, weights_only=True)
+    assert ckpt["generation"] == g0 + 3 and (ckpt["start_from"], ckpt["start_generation"]) == (str(d), g0)
 
 
 def test_controller_resume_is_exact(run_copy, tmp_path):

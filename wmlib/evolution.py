@@ -92,6 +92,7 @@ def save_state(data_dir, state: dict, cfg: Config) -> None:
         params=t(chosen), best=t(state["best_params"]), mean=t(state["es"].mean), spec=state["spec"],
         generation=state["generation"], best_fitness=float(state["best_fitness"]),
         best_eval=float(state["best_eval"]), config=cfg.to_dict(),
+        start_from=state.get("start_from"), start_generation=state.get("start_generation"),
     ))
 
 
@@ -118,13 +119,15 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
                 raise ValueError(f"{state_path}: this search started from {state.get('start_from') or 'zero'}, "
                                  f"not from --start_from {start_from}; resume without --start_from, or delete "
                                  "controller/ to start again")
+            if x0 is not None:
+                state.setdefault("start_generation", g0)  # a state saved before the start's generation was kept
         else:
             if x0 is not None and g0 >= cfg.generations:
                 raise ValueError(f"--generations {cfg.generations}: --start_from {start_from} was trained to "
                                  f"generation {g0} already, and generations count on from there; ask for more")
             state = new_state(cfg, spec, x0)
             if x0 is not None:
-                state.update(start_from=str(start_from), x0=x0, generation=g0)
+                state.update(start_from=str(start_from), x0=x0, generation=g0, start_generation=g0)
     except Exception:
         agent.close()
         raise

@@ -199,16 +199,26 @@ def card(data_dir, command: str | None = None) -> str:
                 it.get("seconds", {}).get("play", 0) / 60))
     if clog.exists():
         c = read_csv(clog)
-        evals = c["eval_mean"][~np.isnan(c["eval_mean"])]
+        evaluated = ~np.isnan(c["eval_mean"])
         gens = int(c["generation"][-1])
-        rows.append(("C (CMA-ES)", f"{where}" + (f" at tau {cfg.temperature:g}" if cfg.in_dream else "")
+        cpath = rundir.path(data_dir, rundir.CONTROLLER)
+        ckpt = load_checkpoint(cpath, "controller checkpoint") if cpath.exists() else {}
+        start, g0 = ckpt.get("start_from"), ckpt.get("start_generation")
+        # a search centred on a trained controller (--start_from): the settings below are its own, not the start's
+        continued = (f"generations {g0 + 1}-{gens}: a new search centred on the generation-{g0} controller of "
+                     f"{_short(start)} (generations 1-{g0} are that controller's own training); " if start else "")
+        if evaluated.any():
+            best = int(np.argmax(np.where(evaluated, c["eval_mean"], -np.inf)))
+            result = (f"{gens} generations; ships the mean of generation {int(c['generation'][best])}, its "
+                      f"evaluation {c['eval_mean'][best]:.1f} the best ({cfg.eval_episodes} episodes {where})")
+        else:
+            result = f"{gens} generations"
+        rows.append(("C (CMA-ES)", continued + where + (f" at tau {cfg.temperature:g}" if cfg.in_dream else "")
                      + f"; population {cfg.pop} x {cfg.trials} episodes, sigma0 {cfg.sigma0:g}"
-                     + (f"; training episodes end after {cfg.early_stop} frames in a row of negative reward"
-                        if cfg.early_stop and not cfg.in_dream else "")
+                     + ((f"; training episodes end after {cfg.early_stop} frames in a row of negative reward"
+                         if cfg.early_stop else "; whole training episodes") if not cfg.in_dream else "")
                      + ("; all candidates of a generation on the same tracks" if cfg.paired_seeds else ""),
-                     f"{gens} generations; the mean's best evaluation {evals.max():.1f} "
-                     f"({cfg.eval_episodes} episodes {where})" if len(evals) else f"{gens} generations",
-                     _minutes(clog)))
+                     result, _minutes(clog)))
     for stage, settings, result, minutes in rows:
         lines.append(f"| {stage} | {settings} | {result} | {'' if minutes is None else f'{minutes:.0f}'} |")
     lines += ["", "Minutes are the training loops' own time from each stage's log.csv.", ""]
@@ -236,6 +246,11 @@ def card(data_dir, command: str | None = None) -> str:
                          f" ({r['real_episodes']}) |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _short(path) -> str:
+    """A start's path as the card quotes it: the last two parts (``pretrained/carracing``), not this machine's."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def _num(value, fmt: str = ".2f") -> str:
