@@ -89,6 +89,8 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     # the card says which generations are this search's and whose controller it started from
     assert (f"generations {g0 + 1}-{g0 + 2}: a new search centred on the generation-{g0} controller of "
             f"{d.parent.name}/{d.name}") in pretrained.card(cont)
+    agent = pretrained.export(cont, tmp_path / "agent", sample_episodes=1)  # the start named, not located
+    assert torch.load(agent / rundir.CONTROLLER, weights_only=True)["start_from"] == f"{d.parent.name}/{d.name}"
     before = {p: p.read_bytes() for p in (cont / "controller").iterdir()}
     other = tmp_path / "zero.pt"
     ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)

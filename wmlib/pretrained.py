@@ -109,6 +109,8 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
         ckpt.pop("path", None)
         if "vision" in ckpt:  # M names the V it was trained with: within the exported directory
             ckpt["vision"] = str(CHECKPOINTS[0])
+        if ckpt.get("start_from"):  # where a search started: named, not located
+            ckpt["start_from"] = _short(ckpt["start_from"])
         atomic_torch_save(dest / rel, ckpt)
     pool = rundir.first_frame_pool(data_dir)
     if pool is None:
