@@ -32,6 +32,11 @@ def test_controllers_play_the_same_fresh_episodes_whichever_evaluator_runs_them(
     run = run_copy("CarRacing-v3")
     zero = zeroed_controller(run, tmp_path / "zero.pt")
     one = compare.compare(run, [run, zero, run], episodes=3, max_steps=40, workers=1, progress=False)
+    # a second look, from fresh episode 1 on: the same seeded episodes score the same, and the first look's file stays
+    later = compare.compare(run, [zero], episodes=2, first=1, max_steps=40, workers=2, progress=False)
+    assert later["first"] == 1 and later["rows"][0]["scores"] == one["rows"][1]["scores"][1:]
+    assert json.loads((run / compare.RESULT).read_text()) == one
+    assert json.loads((run / "compare_first1.json").read_text()) == later
     two = compare.compare(run, [run, zero, run], episodes=3, max_steps=40, workers=2, progress=False)
     assert [r["scores"] for r in one["rows"]] == [r["scores"] for r in two["rows"]]
     first, other, again = one["rows"]
@@ -103,6 +108,8 @@ def test_a_controller_of_another_game_or_a_missing_file_is_refused_by_name(smoke
     assert missing.returncode == 2 and "nowhere.pt" in missing.stderr and "not found" in missing.stderr
     none = run(car, episodes=0)
     assert none.returncode == 2 and "--episodes" in none.stderr
+    before = run(car, "--first", "-1")
+    assert before.returncode == 2 and "--first" in before.stderr
     assert not (car / compare.RESULT).exists()  # nothing written by a refused comparison
     ok = run(car, "--max_steps", "20")
     assert ok.returncode == 0, ok.stderr

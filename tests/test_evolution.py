@@ -91,7 +91,7 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
             f"{d.parent.name}/{d.name}") in pretrained.card(cont)
     agent = pretrained.export(cont, tmp_path / "agent", sample_episodes=1)  # the start named, not located
     assert torch.load(agent / rundir.CONTROLLER, weights_only=True)["start_from"] == f"{d.parent.name}/{d.name}"
-    before = {p: p.read_bytes() for p in (cont / "controller").iterdir()}
+    before = {p: p.read_bytes() for p in (cont / "controller").rglob("*") if p.is_file()}
     other = tmp_path / "zero.pt"
     ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
     ckpt["params"] = torch.zeros_like(ckpt["params"])
@@ -103,7 +103,7 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     out = wm("controller", "--data_dir", cont, "--start_from", car, "--generations", g0 + 3, "--quiet",
              check=False)
     assert out.returncode == 2 and "--start_from" in out.stderr and str(car) in out.stderr
-    assert {p: p.read_bytes() for p in (cont / "controller").iterdir()} == before  # nothing on disk changed
+    assert {p: p.read_bytes() for p in (cont / "controller").rglob("*") if p.is_file()} == before  # nothing changed
     # once the start is gone (say, replaced by the agent this search made), the search resumes without it
     wm("controller", "--data_dir", cont, "--generations", g0 + 3, "--quiet")
     ckpt = torch.load(cont / rundir.CONTROLLER, weights_only=True)

@@ -142,6 +142,11 @@ def test_the_shipped_carracing_agent_is_small_weights_only_and_documented():
         assert s["episodes"] == 100 and s["max_steps"] == 1000
         assert f"{s['mean']:.1f} ± {s['std']:.1f}" in card
     assert (CARRACING / "controller" / "learning_curve.png").exists()
+    # the controller that ships: the average of three CMA-ES means, over 850 on the 100 test tracks
+    averaged = torch.load(CARRACING / "controller" / "controller.pt", weights_only=True)["averaged"]
+    assert [a["generation"] for a in averaged] == [60, 65, 70]
+    assert "ships the average of the means of generations 60, 65 and 70" in card
+    assert json.loads((CARRACING / "test" / "scores.json").read_text())["mean"] >= 850
 
 
 @shipped_carracing

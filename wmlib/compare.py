@@ -1,6 +1,6 @@
 """Choose between controllers on fresh real episodes, so that the test episodes stay a test.
 
-    python -m wmlib.compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400]
+    python -m wmlib.compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400] [--first 0]
 
 Each CONTROLLER is a controller checkpoint (``controller.pt``), which drives RUN's V and M, or a run directory (a
 pretrained one too), whose chosen controller drives that run's own V and M: so agents with different world models
@@ -10,6 +10,11 @@ nor any training or evaluation episode. Because the
 episodes are shared, the differences are paired: the table gives each controller's mean ± std and its mean
 difference from the first one with that difference's standard error. The result is written, atomically, to
 ``RUN/compare.json``.
+
+The fresh episodes are numbered, and a comparison plays numbers ``first`` to ``first + episodes - 1``: a second look
+(``--first 400`` after a first comparison of 400) plays episodes the first one did not, and since every episode is
+seeded, the two results can be pooled into one paired comparison as if it had been run at once. A second look is
+written to ``RUN/compare_first{first}.json``, beside the first look's file, which it leaves whole.
 
 Picking the agent to ship by its `wm test` score would make that score optimistic; pick it here and test it once.
 """
@@ -34,9 +39,14 @@ from .seeding import VALIDATE, episode_seed
 RESULT = "compare.json"
 
 
-def validation_seeds(run_seed: int, n: int) -> list[int]:
-    """The seeds of ``n`` fresh episodes for comparing controllers (purpose VALIDATE)."""
-    return [episode_seed(run_seed, 0, 0, i, VALIDATE) for i in range(n)]
+def result_path(data_dir, first: int = 0) -> Path:
+    """Where a comparison starting at fresh episode ``first`` is written."""
+    return Path(data_dir) / (RESULT if first == 0 else f"compare_first{first}.json")
+
+
+def validation_seeds(run_seed: int, n: int, first: int = 0) -> list[int]:
+    """The seeds of the fresh episodes ``first`` to ``first + n - 1`` for comparing controllers (purpose VALIDATE)."""
+    return [episode_seed(run_seed, 0, 0, i, VALIDATE) for i in range(first, first + n)]
 
 
 def paired_difference(scores, base) -> tuple[float, float]:
@@ -53,11 +63,13 @@ def models_dir(controller, data_dir) -> Path:
 
 
 def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = None, workers: int | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, first: int = 0) -> dict:
     """Score each controller on the same ``episodes`` fresh real episodes (see the module's docstring)."""
     data_dir = Path(data_dir)
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1 (got {episodes})")
+    if first < 0:
+        raise ValueError(f"--first must be 0 or more (got {first})")
     if not controllers:
         raise ValueError("name at least one controller (a controller.pt or a run directory)")
     cfg = rundir.load_config(data_dir)
@@ -77,7 +89,7 @@ def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = 
                              f"for {specs[models]}")
         loaded.append((params, ckpt, models))
     settings = EvalSettings.from_config(cfg, mode="real", max_len=max_steps)
-    seeds = validation_seeds(cfg.seed, episodes)
+    seeds = validation_seeds(cfg.seed, episodes, first)
     workers = cfg.workers if workers is None else workers
     rows = []
     for (params, ckpt, models), name in zip(loaded, controllers):
@@ -96,9 +108,9 @@ def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = 
             print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
     for r in rows:
         r["difference"], r["difference_se"] = paired_difference(r["scores"], rows[0]["scores"])
-    result = dict(game=cfg.game, run=str(data_dir), episodes=episodes, max_steps=settings.max_len,
+    result = dict(game=cfg.game, run=str(data_dir), episodes=episodes, first=first, max_steps=settings.max_len,
                   purpose="VALIDATE", rows=rows)
-    atomic_write_text(data_dir / RESULT, json.dumps(result, indent=2))
+    atomic_write_text(result_path(data_dir, first), json.dumps(result, indent=2))
     return result
 
 
@@ -110,24 +122,27 @@ def main(argv=None) -> int:
     p.add_argument("controllers", nargs="+", help="controller checkpoints (controller.pt, with --data_dir's V and M) "
                    "or run directories (with their own)")
     p.add_argument("--episodes", type=int, default=400, help="real episodes, the same for every controller")
+    p.add_argument("--first", type=int, default=0, help="the number of the first fresh episode (e.g. 400 for a "
+                   "second look after a comparison of 400: other episodes, which can be pooled with the first's)")
     p.add_argument("--max_steps", type=int, help="longest episode (default: the run's)")
     p.add_argument("--workers", type=int, help="worker processes (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     args = p.parse_args(argv)
     try:
         result = compare(args.data_dir, args.controllers, args.episodes, args.max_steps, args.workers,
-                         progress=not args.quiet)
+                         progress=not args.quiet, first=args.first)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{result['episodes']} fresh real episodes of {result['game']} (up to {result['max_steps']} steps), "
+    span = f"numbers {args.first}-{args.first + result['episodes'] - 1}, " if args.first else ""
+    print(f"{result['episodes']} fresh real episodes of {result['game']} ({span}up to {result['max_steps']} steps), "
           "the same for every controller")
     print(f"{'controller':>40s} {'generation':>10s} {'mean +- std':>16s} {'minus the first':>20s}")
     for r in result["rows"]:
         name = r["controller"] if len(r["controller"]) <= 40 else "..." + r["controller"][-37:]
         print(f"{name:>40s} {r['generation']:10d} {r['mean']:8.1f} +- {r['std']:5.1f} "
               f"{r['difference']:+10.1f} +- {r['difference_se']:4.1f}")
-    print(f"(written to {Path(args.data_dir) / RESULT})")
+    print(f"(written to {result_path(args.data_dir, args.first)})")
     return 0
 
 

@@ -11,7 +11,9 @@ target stop, and which parameters are kept as the run's controller. The whole st
 generation, so a stopped run resumes where it was.
 
 Files in ``controller/``: ``es_state.pkl`` (pycma's pickle, numpy's RNG state and our bookkeeping),
-``controller.pt`` (the chosen, best, and mean parameters), ``log.csv`` and ``learning_curve.png``.
+``controller.pt`` (the chosen, best, and mean parameters), ``means/gen_NNNN.pt`` (the mean of every evaluated
+generation, a controller checkpoint of its own: ``python -m wmlib.average`` averages some of them), ``log.csv`` and
+``learning_curve.png``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,21 @@ def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
     if state["in_dream"] != cfg.in_dream:
         raise ValueError(f"{path}: saved with in_dream={state['in_dream']}, but this run has in_dream={cfg.in_dream}")
     return state
+
+
+def mean_path(data_dir, generation: int) -> Path:
+    """Where the CMA-ES mean evaluated after ``generation`` is kept."""
+    return rundir.path(data_dir, rundir.MEANS) / f"gen_{generation:04d}.pt"
+
+
+def save_mean(data_dir, state: dict, cfg: Config, params, scores) -> None:
+    """The evaluated mean, as a controller checkpoint (``load_controller`` and ``wm test`` read it like any other)."""
+    t = torch.as_tensor(np.asarray(params, np.float32))
+    atomic_torch_save(mean_path(data_dir, state["generation"]), dict(
+        params=t, best=t, mean=t, spec=state["spec"], generation=state["generation"],
+        best_fitness=float(state["best_fitness"]), best_eval=float(np.mean(scores)), eval_std=float(np.std(scores)),
+        config=cfg.to_dict(), start_from=state.get("start_from"), start_generation=state.get("start_generation"),
+    ))
 
 
 def save_state(data_dir, state: dict, cfg: Config) -> None:
@@ -173,6 +190,8 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
             row["seconds"] = round(time.time() - t0, 2)
             state["generation"] = g + 1
             state["numpy_rng"] = np.random.get_state()
+            if row["eval_mean"] != "":
+                save_mean(data_dir, state, cfg, mean_params, ev)
             save_state(data_dir, state, cfg)
             append_csv(log, row)
             bar.update()

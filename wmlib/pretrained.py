@@ -111,6 +111,8 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
             ckpt["vision"] = str(CHECKPOINTS[0])
         if ckpt.get("start_from"):  # where a search started: named, not located
             ckpt["start_from"] = _short(ckpt["start_from"])
+        for a in ckpt.get("averaged", []):  # the controllers an average was made of (python -m wmlib.average)
+            a["path"] = _short(a["path"])
         atomic_torch_save(dest / rel, ckpt)
     pool = rundir.first_frame_pool(data_dir)
     if pool is None:
@@ -209,7 +211,15 @@ def card(data_dir, command: str | None = None) -> str:
         # a search centred on a trained controller (--start_from): the settings below are its own, not the start's
         continued = (f"generations {g0 + 1}-{gens}: a new search centred on the generation-{g0} controller of "
                      f"{_short(start)} (generations 1-{g0} are that controller's own training); " if start else "")
-        if evaluated.any():
+        averaged = ckpt.get("averaged")
+        if averaged:  # python -m wmlib.average: the mean of several controllers, the search's means as a rule
+            gs = [str(a["generation"]) for a in averaged]
+            result = (f"{gens} generations; ships the average of the means of generations "
+                      f"{', '.join(gs[:-1])} and {gs[-1]} (`python -m wmlib.average`)")
+            if evaluated.any():
+                result += (f"; the means' best evaluation {np.nanmax(c['eval_mean']):.1f} ({cfg.eval_episodes} "
+                           f"episodes {where})")
+        elif evaluated.any():
             best = int(np.argmax(np.where(evaluated, c["eval_mean"], -np.inf)))
             result = (f"{gens} generations; ships the mean of generation {int(c['generation'][best])}, its "
                       f"evaluation {c['eval_mean'][best]:.1f} the best ({cfg.eval_episodes} episodes {where})")

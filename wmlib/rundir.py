@@ -12,6 +12,7 @@
 | ``memory/initial_z.npz``        | a pretrained agent            | the dream's first frames (mu, logvar)              |
 | ``controller/controller.pt``    | evolution                     | C's parameters                                     |
 | ``controller/es_state.pkl``, ``log.csv`` | evolution            | CMA-ES state and log                               |
+| ``controller/means/gen_NNNN.pt`` | evolution                    | the CMA-ES mean of each evaluated generation       |
 | ``test/scores.json``            | play (``wm test``)            | real-game scores                                   |
 | ``temperatures/study.json``     | study                         | the temperature study                              |
 | ``iteration.json``              | iterate                       | a round of iterative training                      |
@@ -38,6 +39,7 @@ MEMORY = Path("memory") / "memory.pt"
 INITIAL_Z = Path("memory") / "initial_z.npz"
 CONTROLLER = Path("controller") / "controller.pt"
 ES_STATE = Path("controller") / "es_state.pkl"
+MEANS = Path("controller") / "means"  # the CMA-ES mean of every evaluated generation, gen_NNNN.pt
 TEST = Path("test")
 STUDY = Path("temperatures") / "study.json"
 ITERATION = "iteration.json"
