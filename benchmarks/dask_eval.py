@@ -2,6 +2,7 @@
 
     python benchmarks/dask_eval.py                         # a few minutes: builds a smoke run, 3 repeats
     python benchmarks/dask_eval.py --data_dir runs/DoomTakeCover-small --pop 32 --trials 4 --max_len 500
+    python benchmarks/dask_eval.py --workers 2 --repeats 5        # one cluster size; TLS against plain TCP
 
 Without ``--data_dir`` a DoomTakeCover run is made with ``wm run --preset smoke`` in a temporary directory. One
 real-game generation (``--pop`` candidates x ``--trials`` episodes of at most ``--max_len`` steps, seeds from
@@ -13,6 +14,13 @@ not spent computing, per task: (wall x workers - sum of compute) / tasks, next t
 empty tasks measures Dask's own round trip. A dream generation (``--dream_pop`` x ``--trials`` episodes) is timed
 the same way. Every Dask result is checked against the in-process one (real game: identical; dream: identical to
 in-process dreams batched the same way).
+
+The clusters are started as ``wm`` starts them: mutual TLS with a temporary certificate. What that costs is measured
+apart (``--tls_compare N``, default 2 workers; 0 skips it): a TLS cluster and a plain tcp:// one of N workers run
+side by side, and each repeat times the same real-game and dream generations and a batch of empty tasks on one,
+then on the other (which goes first alternates), so both see the same load. Reported: cluster start, making the
+certificate, the median generation times, the cost (the median of the repeats' TLS - plain differences) and the
+empty-task round trip.
 
 Results go to ``benchmarks/results/dask_eval.json``. On a shared 2-core machine the wall-clock figures move with
 the load (recorded in the file); compare ratios within one run.
@@ -77,6 +85,53 @@ def noop_round_trip(ev: DaskEvaluator, n: int = 200) -> float:
     return t.wall / n
 
 
+def tls_cost(agent, workloads: dict, workers: int, repeats: int) -> dict:
+    """The same generations ({name: (settings, jobs)}) on a TLS and a plain local cluster, alternating."""
+    from wmlib.cluster import local_security
+
+    cert_s = []
+    for _ in range(5):
+        with Timer() as t:
+            local_security()
+        cert_s.append(t.wall)
+    evs, out = {}, dict(workers=workers, certificate_s=median(cert_s, 4))
+    try:
+        for name, tls in (("tls", True), ("plain", False)):
+            with Timer() as t:
+                evs[name] = DaskEvaluator(agent, workers=workers, tls=tls)
+            out[name] = dict(address_scheme=evs[name].address.split(":")[0], cluster_start_s=round(t.wall, 2))
+            for settings, jobs in workloads.values():
+                evs[name].evaluate(settings, jobs)  # warm-up: agents built, games opened on every worker
+        walls = {(name, w): [] for name in evs for w in [*workloads, "empty_task"]}
+        scores = {}
+        for r in range(repeats):
+            order = list(evs.items())[:: 1 if r % 2 == 0 else -1]  # which goes first alternates too
+            for w, (settings, jobs) in workloads.items():
+                for name, ev in order:
+                    with Timer() as t:
+                        scores[name, w] = ev.evaluate(settings, jobs)
+                    walls[name, w].append(t.wall)
+            for name, ev in order:
+                walls[name, "empty_task"].append(noop_round_trip(ev))
+    finally:
+        for ev in evs.values():
+            ev.close()
+    for (name, w), xs in walls.items():
+        if w == "empty_task":
+            out[name]["empty_task_round_trip_ms"] = median([1000 * x for x in xs], 3)
+        else:
+            out[name][f"{w}_generation_s"] = median(xs, 3)
+            out[name][f"{w}_generation_runs"] = [round(x, 3) for x in xs]
+    for w in workloads:  # the cost: the median of the repeats' differences (each pair ran back to back)
+        diffs = [a - b for a, b in zip(walls["tls", w], walls["plain", w])]
+        out[f"{w}_tls_cost_ms"] = round(1000 * median(diffs), 1)
+        out[f"{w}_tls_cost_share"] = round(median(diffs) / out["plain"][f"{w}_generation_s"], 4)
+        out[f"{w}_identical"] = all(np.array_equal(a, b) for a, b in zip(scores["tls", w], scores["plain", w]))
+    diffs = [a - b for a, b in zip(walls["tls", "empty_task"], walls["plain", "empty_task"])]
+    out["empty_task_tls_cost_ms"] = round(1000 * median(diffs), 3)
+    return out
+
+
 def main(argv=None) -> int:
     p = arg_parser(__doc__)
     p.add_argument("--data_dir", help="an existing DoomTakeCover run (default: make a smoke run in a temp dir)")
@@ -85,12 +140,14 @@ def main(argv=None) -> int:
     p.add_argument("--max_len", type=int, default=150, help="longest real-game episode")
     p.add_argument("--dream_pop", type=int, default=64, help="candidates in the dream generation")
     p.add_argument("--dream_len", type=int, default=100, help="longest dream episode")
-    p.add_argument("--workers", default="1,2", help="cluster sizes to time")
+    p.add_argument("--workers", default="1,2", help="cluster sizes to time (\"\": none, e.g. for --tls_compare alone)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--tls_compare", type=int, default=2, metavar="N",
+                   help="workers of the TLS and plain clusters compared side by side (0: no comparison)")
     p.add_argument("--out", default=str(RESULTS / "dask_eval.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # like each worker: the comparison is one process against worker processes
-    sizes = [int(x) for x in args.workers.split(",")]
+    sizes = [int(x) for x in args.workers.split(",") if x.strip()]
 
     with tempfile.TemporaryDirectory(prefix="wm-dask-bench-") as tmp:
         with Timer() as made:
@@ -106,7 +163,7 @@ def main(argv=None) -> int:
         dwalls, dhere = time_inprocess(agent, dream, djobs, args.repeats)
         steps = int(sum(s.sum() for s in here))  # Doom's reward is +1 per step survived
         result = dict(
-            benchmark="controller evaluation on a local Dask cluster (127.0.0.1, one-thread worker processes)",
+            benchmark="controller evaluation on a local Dask cluster (127.0.0.1, TLS, one-thread worker processes)",
             config=dict(game="DoomTakeCover", run=str(data_dir) if args.data_dir else "wm run --preset smoke",
                         real=dict(pop=args.pop, trials=args.trials, max_len=args.max_len, episodes=episodes,
                                   steps_played=steps),
@@ -158,6 +215,16 @@ def main(argv=None) -> int:
                       f"{entry['overhead_per_task_s']:.3f} s; empty task {entry['empty_task_round_trip_ms']:.1f} ms; "
                       f"dream {entry['dream_generation_s']:.2f} s; identical: {entry['real_identical_to_in_process']}",
                       flush=True)
+        if args.tls_compare > 0:
+            c = tls_cost(agent, dict(real=(real, jobs), dream=(dream, djobs)), args.tls_compare, args.repeats)
+            result["tls_vs_plain"] = c
+            print(f"TLS vs plain TCP, {c['workers']} worker(s): real generation {c['tls']['real_generation_s']:.3f} "
+                  f"vs {c['plain']['real_generation_s']:.3f} s ({c['real_tls_cost_ms']:+.1f} ms), dream "
+                  f"{c['tls']['dream_generation_s']:.3f} vs {c['plain']['dream_generation_s']:.3f} s "
+                  f"({c['dream_tls_cost_ms']:+.1f} ms), empty task {c['tls']['empty_task_round_trip_ms']:.2f} vs "
+                  f"{c['plain']['empty_task_round_trip_ms']:.2f} ms; cluster start {c['tls']['cluster_start_s']:.2f} "
+                  f"vs {c['plain']['cluster_start_s']:.2f} s (certificate {c['certificate_s']:.3f} s); "
+                  f"identical scores: {c['real_identical'] and c['dream_identical']}", flush=True)
         agent.close()
     if len(sizes) > 1 and f"{sizes[0]}_workers" in result["dask"]:
         a, b = result["dask"][f"{sizes[0]}_workers"], result["dask"][f"{sizes[-1]}_workers"]

@@ -7,7 +7,7 @@
 
 Without ``--run``, candidates are drawn like CMA-ES's first generation, N(0, 0.1^2), around a controller that drives
 (gas on), for a smoke-scale CarRacing run's V and M (their speed does not depend on training; the sizes are the
-paper's). With ``--run`` the candidates are the ones that run's CMA-ES asks for next (from ``es_state.pkl``; the
+paper's). With ``--run`` the candidates are the ones that run's CMA-ES asks for next (from ``es_state.npz``; the
 run's files are only read) on the tracks it would give them, with its trained V and M: what a generation costs at
 that point of training, where early stopping saves less as the cars learn to stay on the road.
 
@@ -59,7 +59,7 @@ def next_generation(run: Path, agent: Agent) -> tuple[list, int, dict]:
 
 def main(argv=None):
     p = arg_parser(__doc__)
-    p.add_argument("--run", help="a CarRacing run directory with a controller in training (controller/es_state.pkl)")
+    p.add_argument("--run", help="a CarRacing run directory with a controller in training (controller/es_state.npz)")
     p.add_argument("--paper", action="store_true", help="64 x 16 x 1000 (about 15-25 minutes a configuration)")
     p.add_argument("--quick", action="store_true", help="8 x 2 x 100")
     p.add_argument("--repeats", type=int, default=1)

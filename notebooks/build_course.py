@@ -7,7 +7,9 @@
 
 Open ``_build/course/_build/html/index.html`` (``--out`` moves it). Each exercise cell shows its worked solution
 (from ``notebooks/solutions/``) under a line saying so, so that the cells after it run as a learner's would; the
-notebooks themselves keep the stubs. Widgets need a live kernel: in the site they appear as they were drawn last,
+notebooks themselves keep the stubs. After the notebooks come the pages of ``docs/`` (results, the pipeline, ...) as
+chapters, with the agents' cards and the files those pages link to copied beside them, so that every relative link
+resolves in the site as it does on GitHub. Widgets need a live kernel: in the site they appear as they were drawn last,
 or not at all. Needs the ``site`` extra (``pip install -e '.[site]'``: Jupyter Book 1, built on Sphinx and MyST-NB).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,11 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NOTEBOOKS = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+DOCS = REPO / "docs"
+# The pages of docs/, in the order the site shows them (every docs/*.md is one; tests/test_docs.py checks it).
+DOC_PAGES = ["course", "results-doom", "results-carracing", "choosing-controllers", "pipeline", "performance", "dask",
+             "architecture"]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")  # a markdown link or image: its target
 SOLVED = "# A worked solution (notebooks/solutions/{stem}/{name}.py): in the notebook, this cell is yours to write.\n"
 
 CONFIG = """\
@@ -56,11 +64,16 @@ first, then the whole agent on ViZDoom Take Cover and CarRacing, trained in the 
 
 This site shows every notebook as it ran when the site was built{scale}, with the exercises filled in by their worked
 solutions. To run them yourself, move the widgets and write the exercises, install the package and open
-`notebooks/` in JupyterLab (the README says how).
+`notebooks/` in JupyterLab ([Working through the course](docs/course.md) says how).
 
 | notebook | what it is about |
 |---|---|
 {rows}
+
+After the notebooks, the project's own pages: what the full-size runs reached, how they were made, and how the
+code is put together:
+
+{doc_rows}
 """
 
 
@@ -107,12 +120,67 @@ def stage(source: Path, executed: Path | None, notebooks: list[Path]) -> None:
         nbformat.write(nb, source / path.name)
         rows.append(f"| [{title(nb)}]({path.stem}) | {_objective(nb)} |")
     shutil.copytree(HERE / "solutions", source / "solutions", dirs_exist_ok=True)
+    sections = stage_docs(source)
+    doc_rows = [f"- [{_md_title(DOCS / f'{page}.md')}](docs/{page}.md)" for page in DOC_PAGES]
     smoke = os.environ.get("WM_SMOKE") == "1"
     scale = " (at the tiny smoke scale)" if smoke else ""
-    (source / "intro.md").write_text(INTRO.format(rows="\n".join(rows), scale=scale))
+    (source / "intro.md").write_text(INTRO.format(rows="\n".join(rows), doc_rows="\n".join(doc_rows), scale=scale))
     (source / "_config.yml").write_text(CONFIG.format(execute="off" if executed is not None else "force"))
-    (source / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n"
-                                     + "".join(f"- file: {p.stem}\n" for p in notebooks))
+    (source / "_toc.yml").write_text(toc(notebooks, sections))
+
+
+def toc(notebooks: list[Path], sections: dict[str, list[str]]) -> str:
+    """The book's contents: the notebooks, then the docs pages, each with the pages only it links to beneath it."""
+    lines = ["format: jb-book", "root: intro", "parts:", "- caption: The notebooks", "  chapters:"]
+    lines += [f"  - file: {p.stem}" for p in notebooks]
+    lines += ["- caption: Results and reference", "  chapters:"]
+    for page in DOC_PAGES:
+        lines.append(f"  - file: docs/{page}")
+        subs = sections.get(f"docs/{page}", [])
+        if subs:
+            lines += ["    sections:"] + [f"    - file: {sub}" for sub in subs]
+    return "\n".join(lines) + "\n"
+
+
+def local_links(page: Path) -> list[Path]:
+    """The files of the repository that ``page`` links to or shows (relative links; anchors dropped)."""
+    targets = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a web address, or a place on the same page
+        path = (page.parent / target.split("#")[0]).resolve()
+        if REPO not in path.parents:
+            raise FileNotFoundError(f"{page}: links to {target}, outside the repository")
+        if not path.is_file():
+            raise FileNotFoundError(f"{page}: links to {target}, which does not exist")
+        targets.append(path)
+    return targets
+
+
+def stage_docs(source: Path) -> dict[str, list[str]]:
+    """Copy the docs pages into ``source/docs``, and every file they link to into the same place relative to
+    ``source`` as it has in the repository (an agent's CARD.md, a learning curve), so that every link resolves in
+    the site. A linked page outside docs/ (a card) becomes a section under the first page that links to it; returns
+    those sections, by the linking page's name in the book."""
+    queue = [DOCS / f"{page}.md" for page in DOC_PAGES]
+    staged, sections = set(queue), {}
+    while queue:
+        page = queue.pop(0)
+        name = page.relative_to(REPO).with_suffix("").as_posix()
+        for path in [page] + local_links(page):
+            dest = source / path.relative_to(REPO)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+            if path.suffix == ".md" and path not in staged:
+                staged.add(path)
+                queue.append(path)
+                sections.setdefault(name, []).append(path.relative_to(REPO).with_suffix("").as_posix())
+    return sections
+
+
+def _md_title(page: Path) -> str:
+    """A markdown page's first heading."""
+    return next(line.lstrip("# ").strip() for line in page.read_text().splitlines() if line.startswith("# "))
 
 
 def _objective(nb) -> str:

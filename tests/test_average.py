@@ -84,3 +84,18 @@ def test_averaging_is_elementwise_in_float32(run_copy, tmp_path):
     want = np.mean(np.stack([ckpt["params"].numpy() * s for s in (1.0, -0.5, 0.25, 1.0)]), axis=0)
     assert result["params"].dtype == torch.float32 and np.array_equal(result["params"].numpy(), want)
     assert result["generation"] == 12 and result["averaged"][-1]["path"] == str(d / rundir.CONTROLLER)
+
+
+def test_a_corrupt_or_foreign_controller_is_named_and_nothing_is_written(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    corrupt = tmp_path / "corrupt.pt"
+    data = bytearray((d / rundir.CONTROLLER).read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one byte changed inside the file
+    corrupt.write_bytes(bytes(data))
+    out = run_average("--out", tmp_path / "avg.pt", d, corrupt)
+    assert out.returncode == 2 and f"{corrupt}: checksum mismatch (the file is corrupt" in out.stderr
+    vision = d / rundir.VISION
+    out = run_average("--out", tmp_path / "avg.pt", d, vision)
+    assert out.returncode == 2 and f"{vision}: not a controller checkpoint of this version" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "avg.pt").exists()

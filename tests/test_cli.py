@@ -26,7 +26,7 @@ def test_wm_run_smoke_writes_every_artifact(smoke_runs, game):
     assert cfg["game"] == game and cfg["preset"] == "smoke"
     assert len(episodes.list_episodes(d)) == cfg["num_rollouts"] == len(episodes.list_series(d))
     for f in ["vision/vision.pt", "vision/reconstructions.png", "vision/log.csv", "memory/memory.pt",
-              "memory/log.csv", "memory/loss.png", "controller/controller.pt", "controller/es_state.pkl",
+              "memory/log.csv", "memory/loss.png", "controller/controller.pt", "controller/es_state.npz",
               "controller/log.csv", "controller/learning_curve.png", "test/episode_000.gif"]:
         assert (d / f).stat().st_size > 0, f
     for ckpt in ["vision/vision.pt", "memory/memory.pt", "controller/controller.pt"]:
@@ -59,7 +59,38 @@ def test_unknown_game_or_preset_lists_valid_ones(tmp_path):
     proc = wm("run", "--game", "DoomTakeCover", "--preset", "huge", "--data_dir", tmp_path, check=False)
     assert proc.returncode != 0 and "smoke" in proc.stderr and "paper" in proc.stderr
     proc = wm("test", "--data_dir", tmp_path / "new", check=False)
+    assert proc.returncode == 2 and "not a run directory (no config.json)" in proc.stderr
+    assert "wm run --game GAME --data_dir" in proc.stderr and not (tmp_path / "new").exists()
+    proc = wm("rollouts", "--data_dir", tmp_path / "new", check=False)
     assert proc.returncode == 2 and "--game is required" in proc.stderr
+
+
+@pytest.mark.parametrize("command, missing, writer", [
+    ("vision", "episodes", "rollouts"), ("memory", "episodes", "rollouts"),
+    ("controller", "vision/vision.pt", "vision"), ("test", "vision/vision.pt", "vision"),
+])
+def test_a_stage_without_its_inputs_names_the_command_and_writes_nothing(tmp_path, command, missing, writer):
+    d = tmp_path / "new"
+    proc = wm(command, "--game", "DoomTakeCover", "--data_dir", d, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"wm {command}: error: {d / missing}: not found; run `wm {writer} --data_dir {d}` "
+                                   "first")
+    assert not d.exists()  # no config.json left behind
+
+
+def test_a_misspelled_flag_gets_a_suggestion(tmp_path):
+    proc = wm("controller", "--data_dir", tmp_path, "--generatons", "3", check=False)
+    assert proc.returncode == 2 and "did you mean --generations?" in proc.stderr
+
+
+def test_wm_run_prints_its_plan_and_each_stage(tmp_path):
+    proc = wm("run", "--game", "DoomTakeCover", "--data_dir", tmp_path / "r", "--num_rollouts", "2", "--rnn_steps",
+              "2", "--generations", "1", "--quiet")
+    out = proc.stdout
+    assert "wm run: DoomTakeCover, preset smoke" in out and "2 random-policy episodes" in out
+    assert "1 generations of 4 candidates x 2 episodes" in out
+    assert [line for line in out.splitlines() if line.startswith("== stage")] == [
+        f"== stage {k}/5: {s}" for k, s in enumerate(["rollouts", "vision", "memory", "controller", "test"], 1)]
 
 
 def test_run_directory_of_another_game_is_refused(smoke_runs):

@@ -130,9 +130,30 @@ def test_values_are_stored_as_plain_python():
     assert Config.from_dict(cfg.to_dict()) == cfg
 
 
-def test_from_dict_ignores_unknown_keys():
-    data = make_config("CarRacing-v3", "small").to_dict() | {"old_setting": 3, "batch_size": "x"}
-    assert Config.from_dict(data) == make_config("CarRacing-v3", "small")
+def test_from_dict_refuses_unknown_keys_naming_them():
+    data = make_config("CarRacing-v3", "small").to_dict() | {"popp": 8}
+    with pytest.raises(ValueError, match=r"^run/config.json: unknown setting 'popp' \(did you mean 'pop'\?\)$"):
+        Config.from_dict(data, source="run/config.json")
+    with pytest.raises(ValueError, match="unknown settings 'old_setting', 'batch_size'$"):
+        Config.from_dict(make_config("CarRacing-v3", "small").to_dict() | {"old_setting": 3, "batch_size": "x"})
+
+
+def test_from_dict_refuses_missing_keys_naming_them():
+    """A missing key never takes a default (the paper's 64 x 1800 once started from a config.json without them)."""
+    data = make_config("CarRacing-v3", "small").to_dict()
+    del data["pop"], data["generations"]
+    with pytest.raises(ValueError, match=r"^c.json: missing settings pop, generations \("):
+        Config.from_dict(data, source="c.json")
+    del data["game"]
+    with pytest.raises(ValueError, match="missing settings game, pop, generations") as err:
+        Config.from_dict(data, source="c.json")
+    assert "--game" not in str(err.value)  # nobody passed a flag: the file's key is named
+
+
+def test_from_dict_names_the_key_of_a_bad_value():
+    data = make_config("CarRacing-v3", "small").to_dict() | {"pop": -3}
+    with pytest.raises(ValueError, match=r"^c.json: 'pop' must be an integer >= 2, got -3 \(the setting of --pop\)$"):
+        Config.from_dict(data, source="c.json")
 
 
 def test_make_config_unknown_setting():
@@ -197,3 +218,54 @@ def test_the_carracing_recipe_saves_training_time_only():
     cfg = make_config("CarRacing-v3", "reproduce")
     assert (cfg.pop, cfg.trials, cfg.sigma0, cfg.z_dim, cfg.hidden_dim) == (64, 16, 0.1, 32, 256)  # the paper's
     assert cfg.early_stop > 0 and cfg.paired_seeds and not cfg.in_dream and cfg.max_steps == 1000
+
+
+# -- settings that disagree with the run's artifacts are refused before config.json changes ----------------------
+
+@pytest.mark.parametrize("command, flag, value, made", [
+    ("controller", "--pop", "8", "controller/controller.pt was made with pop 4"),
+    ("vision", "--z_dim", "16", "vision/vision.pt was made with z_dim 64"),
+    ("memory", "--hidden_dim", "16", "memory/memory.pt was made with hidden_dim 512"),
+])
+def test_a_flag_that_disagrees_with_the_artifacts_leaves_config_json_byte_identical(run_copy, command, flag, value,
+                                                                                      made):
+    from conftest import wm
+
+    run = run_copy("DoomTakeCover")
+    before = (run / "config.json").read_bytes()
+    proc = wm(command, "--data_dir", run, flag, value, "--quiet", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = proc.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"wm {command}: error: {flag} {value}: ") and made in message, message
+    assert (run / "config.json").read_bytes() == before
+    assert wm(command, "--data_dir", run, "--quiet").returncode == 0  # the run goes on with its own settings
+
+
+def test_a_config_json_edited_to_disagree_names_its_key(run_copy):
+    from conftest import wm
+
+    run = run_copy("DoomTakeCover")
+    data = json.loads((run / "config.json").read_text()) | {"pop": 8}
+    (run / "config.json").write_text(json.dumps(data))
+    proc = wm("controller", "--data_dir", run, "--quiet", check=False)
+    assert proc.returncode == 2 and "config.json's 'pop' 8: " in proc.stderr and "--pop" not in proc.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("pop") and d.pop("generations"), "missing settings pop, generations"),
+    (lambda d: d.update(popp=d.pop("pop")), "unknown setting 'popp' (did you mean 'pop'?)"),
+    (lambda d: d.pop("game"), "missing setting game"),
+])
+def test_a_config_json_with_a_missing_or_misspelled_key_is_refused_naming_it(run_copy, edit, message):
+    from conftest import wm
+
+    run = run_copy("DoomTakeCover")
+    data = json.loads((run / "config.json").read_text())
+    edit(data)
+    (run / "config.json").write_text(json.dumps(data))
+    before = (run / "config.json").read_bytes()
+    proc = wm("controller", "--data_dir", run, "--quiet", check=False)
+    assert proc.returncode == 2 and message in proc.stderr and str(run / "config.json") in proc.stderr, proc.stderr
+    assert "--game" not in proc.stderr
+    assert (run / "config.json").read_bytes() == before

@@ -6,6 +6,7 @@ import torch
 
 from wmlib import rundir
 from wmlib.controller import ControllerSpec, load_controller
+from wmlib.io import atomic_torch_save
 
 
 def test_parameter_counts_match_paper():
@@ -63,3 +64,30 @@ def test_load_controller_gives_the_runs_chosen_parameters(smoke_runs):
 def test_a_missing_controller_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"controller\.pt: controller checkpoint not found"):
         load_controller(tmp_path)
+
+
+def test_a_checkpoint_that_is_no_controller_names_the_file(smoke_runs, tmp_path):
+    d = smoke_runs("DoomTakeCover")
+    vision = d / rundir.VISION
+    with pytest.raises(ValueError, match=rf"^{vision}: not a controller checkpoint of this version \(KeyError: 'spec'"):
+        load_controller(vision)
+    ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
+    short = tmp_path / "short.pt"
+    atomic_torch_save(short, dict(ckpt, params=ckpt["params"][:-1]))
+    n = ControllerSpec(**ckpt["spec"]).n_params
+    with pytest.raises(ValueError, match=r"short\.pt: not a controller checkpoint of this version \(ValueError: "
+                                         rf"params is \({n - 1},\), not the {n} numbers of a DoomTakeCover controller"):
+        load_controller(short)
+    odd = tmp_path / "odd.pt"
+    atomic_torch_save(odd, dict(ckpt, spec=dict(ckpt["spec"], layers=2)))
+    with pytest.raises(ValueError, match=r"odd\.pt: not a controller checkpoint of this version \(TypeError: .*layers"):
+        load_controller(odd)
+    undated = tmp_path / "undated.pt"
+    atomic_torch_save(undated, {k: v for k, v in ckpt.items() if k != "generation"})
+    with pytest.raises(ValueError, match=r"undated\.pt: not a controller checkpoint of this version \(KeyError: "):
+        load_controller(undated)
+    for path in (vision, short, odd, undated):  # each in one line
+        with pytest.raises(ValueError) as err:
+            load_controller(path)
+        assert "\n" not in str(err.value)
+

@@ -286,21 +286,25 @@ def test_tls_cluster_then_losing_it_stops_with_a_clear_error_and_the_run_resumes
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, done + 3))
 
 
-def test_local_cluster_listens_on_loopback_only_and_runs_a_generation_over_tls(smoke_runs):
+def test_local_cluster_listens_on_loopback_only_takes_only_its_certificate_and_runs_a_generation(smoke_runs):
+    """A cluster the evaluator starts is TLS by default: a plain client, or one with another certificate, cannot
+    connect (and so cannot Client.run anything on the workers)."""
     agent = Agent.from_run(smoke_runs("DoomTakeCover"))
     settings = EvalSettings(mode="real", max_len=30)
     jobs = _jobs(agent, 3, 2, seed=3)
     try:
-        with DaskEvaluator(agent, workers=1, tls=True) as ev:
+        with DaskEvaluator(agent, workers=1) as ev:
             assert ev.address.startswith(f"tls://{LOOPBACK}:")
             me = psutil.Process()
             listening = [c.laddr for p in [me, *me.children(recursive=True)]
                          for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
             assert listening and {a.ip for a in listening} == {LOOPBACK}
-            with pytest.raises(Exception):  # no certificate, no entry
+            with pytest.raises(OSError):  # no certificate, no entry
                 Client(ev.address.replace("tls://", "tcp://"), timeout=3)
+            with pytest.raises(OSError, match="certificate"):  # another certificate is refused too
+                Client(ev.address, security=local_security(), timeout=3)
+            assert ev.client.run(os.getpid)  # the evaluator's own client holds the certificate
             there = ev.evaluate(settings, jobs)
         assert _same(there, run_jobs(agent, settings, jobs))
     finally:
         agent.close()
-

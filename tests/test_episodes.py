@@ -132,3 +132,43 @@ def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
     all_frames_mb = 8000 * 64 * 64 * 3 / 2**20  # ~94 MB as uint8, ~375 MB as float
     growth_mb = (peak_large - peak_small) / 1024
     assert growth_mb < 0.15 * all_frames_mb, f"peak memory grew by {growth_mb:.1f} MB"
+
+
+def test_sizes_in_messages_are_never_a_rounded_zero():
+    assert episodes.format_bytes(3 * 2**30 + 2**29) == "3.5 GiB"
+    assert episodes.format_bytes(300 * 2**20) == "300.0 MiB"
+    assert episodes.format_bytes(1536) == "1.5 KiB"
+    assert episodes.format_bytes(12) == "12 bytes"
+
+
+def test_frames_that_do_not_fit_name_the_store_and_both_sizes(tmp_path):
+    path = tmp_path / "vision" / "frames.u8"
+    with pytest.raises(OSError, match=r"vision/frames.u8: V's 300.0 MiB of uncompressed frames do not fit in the "
+                                      r"200.0 MiB free there; train V on fewer episodes \(--vae_episodes\)"):
+        episodes.check_room(path, 300 * 2**20, 200 * 2**20)
+    episodes.check_room(path, 2**20, 2**20)  # exactly enough: no error
+
+
+REFUSED_SCRIPT = """
+import resource, signal, sys
+from wmlib import episodes
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG) instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    episodes.FrameStore.build(episodes.list_episodes(sys.argv[1]), sys.argv[1] + "/vision/frames.u8")
+except OSError as exc:
+    print(exc)
+"""
+
+
+def test_a_write_the_system_refuses_names_the_frame_store_and_leaves_no_file(tmp_path):
+    """The store is written in pieces, not through one buffer: a write the system refuses (here a file-size
+    limit, as a full disk would) is an error naming the store, and leaves neither it nor a temporary file."""
+    import subprocess
+    import sys
+
+    _write_fake_episodes(tmp_path, 3, length=10)  # 368,640 bytes of frames: past the limit
+    out = subprocess.run([sys.executable, "-c", REFUSED_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"{tmp_path}/vision/frames.u8: cannot write (File too large)" in out, out
+    assert sorted(p.name for p in (tmp_path / "vision").iterdir()) == []

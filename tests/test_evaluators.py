@@ -33,3 +33,11 @@ def test_default_evaluator_dreams_in_process_and_plays_the_real_game_in_processe
     agent = Agent.from_run(d)
     with default_evaluator(dream, d, "DoomTakeCover", 4, agent) as ev:
         assert ev.agent is agent  # the caller's agent, not a second copy of V and M
+
+
+def test_a_dask_evaluator_starts_a_tls_cluster_unless_tls_is_turned_off(smoke_runs):
+    d = smoke_runs("DoomTakeCover")
+    for tls, scheme in [(None, "tls://"), (False, "tcp://")]:
+        with make_evaluator("dask", d, "DoomTakeCover", workers=1, tls=tls) as ev:
+            assert ev.address.startswith(scheme), (tls, ev.address)
+            assert ev.n_workers == 1

@@ -1,22 +1,25 @@
 """wmlib.evolution: CMA-ES (real pycma) on the controller, at smoke scale on a real run: seeded jobs, the curriculum,
-and a resume (after a clean stop or a kill) that continues exactly where the run was."""
+a resume (after a clean stop or a kill at any write) that continues exactly where the run was, and a CMA-ES state
+that is never unpickled."""
 
+import json
 import os
 import pickle
 import shutil
 import signal
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import wait_for, wm
-from wmlib import pretrained, rundir
+from wmlib import esstate, pretrained, rundir
 from wmlib.config import make_config
 from wmlib.evolution import generation_jobs, train_controller
-from wmlib.io import read_csv
+from wmlib.io import CRASH_ENV, atomic_write_bytes, read_csv
 from wmlib.seeding import EVAL, TRAIN, episode_seed
 
 
@@ -60,10 +63,10 @@ def test_the_curriculum_lengthens_the_dream_when_the_mean_improves(run_copy):
 
 def test_a_saved_state_of_another_population_is_refused(run_copy):
     d = run_copy("DoomTakeCover")
-    before = (d / "controller" / "es_state.pkl").read_bytes()
-    with pytest.raises(ValueError, match=r"es_state\.pkl: saved with population 4, but --pop is 6"):
+    before = (d / "controller" / "es_state.npz").read_bytes()
+    with pytest.raises(ValueError, match=r"es_state\.npz: saved with population 4, but --pop is 6"):
         train_controller(make_config("DoomTakeCover", "smoke", pop=6, generations=3), d, progress=False)
-    assert (d / "controller" / "es_state.pkl").read_bytes() == before
+    assert (d / "controller" / "es_state.npz").read_bytes() == before
 
 
 def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_start(run_copy, smoke_runs,
@@ -78,7 +81,7 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     assert short.returncode == 2 and f"--generations {g0}" in short.stderr and not (cont / "controller").exists()
     wm("controller", "--data_dir", cont, "--start_from", d, "--sigma0", 1e-4, "--generations", g0 + 1, "--quiet")
     state_path = cont / rundir.ES_STATE
-    state = pickle.loads(state_path.read_bytes())
+    state = esstate.load(state_path)
     assert state["start_from"] == str(d) and np.array_equal(state["x0"], x0)
     assert np.abs(state["es"].mean - x0).max() < 0.01  # the search is centred on the start, not on zero
     # generations count on from the start's: one row, generation g0 + 1, on episodes the start never played
@@ -98,7 +101,7 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     torch.save(ckpt, other)
     out = wm("controller", "--data_dir", cont, "--start_from", other, "--generations", g0 + 3, "--quiet",
              check=False)
-    assert out.returncode == 2 and "es_state.pkl" in out.stderr and "zero.pt" in out.stderr
+    assert out.returncode == 2 and "es_state.npz" in out.stderr and "zero.pt" in out.stderr
     car = smoke_runs("CarRacing-v3")
     out = wm("controller", "--data_dir", cont, "--start_from", car, "--generations", g0 + 3, "--quiet",
              check=False)
@@ -142,3 +145,163 @@ def test_killed_controller_resumes_from_last_generation(run_copy):
     wm("controller", "--data_dir", d, "--generations", done + 1, "--quiet")
     rows = log.read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, done + 2))
+
+
+# -- the CMA-ES state: never unpickled, checked, and the commit point of every generation --------------------------
+
+class _Payload:
+    """What a crafted pickle does when loaded: here, make a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def _files(folder) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_pickled_state_is_never_loaded(run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    marker = tmp_path / "ran"
+    live = tmp_path / "live"
+    pickle.loads(pickle.dumps(_Payload(live)))  # the payload works: unpickled, it runs
+    assert live.exists()
+    state = d / rundir.ES_STATE
+    saved = state.read_bytes()
+    state.unlink()  # as an older version left it: a pickle, and no es_state.npz
+    pickled = d / "controller" / "es_state.pkl"
+    pickled.write_bytes(pickle.dumps(_Payload(marker)))
+    before = _files(d / "controller")
+    out = wm("controller", "--data_dir", d, "--generations", 3, "--quiet", check=False)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        f"wm controller: error: {pickled}: pickled CMA-ES state can run code when loaded, so it is not read; delete "
+        f"{d / 'controller'} to start C again, or move it aside and start a new search from its controller.pt "
+        "with --start_from")
+    assert not marker.exists() and _files(d / "controller") == before
+    state.write_bytes(saved)  # beside a state of its own, the pickle is left alone, unread
+    train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
+    assert not marker.exists() and read_csv(d / "controller/log.csv")["generation"].tolist() == [1, 2, 3]
+
+
+def test_a_log_without_its_state_is_refused_and_kept(run_copy):
+    d = run_copy("DoomTakeCover")
+    (d / rundir.ES_STATE).unlink()
+    before = _files(d / "controller")
+    with pytest.raises(ValueError, match=rf"^{d / 'controller/log.csv'}: a controller log without the CMA-ES state"):
+        train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
+    assert _files(d / "controller") == before
+
+
+def test_a_state_that_names_a_signals_file_is_refused(run_copy):
+    d = run_copy("DoomTakeCover")
+    path = d / rundir.ES_STATE
+    state = esstate.load(path)
+    dict.__setitem__(state["es"].opts, "signals_filename", str(d / "signals.in"))  # pycma would eval its options
+    atomic_write_bytes(path, esstate.dumps(state))
+    with pytest.raises(ValueError, match=rf"^{path}: names a pycma signals file"):
+        train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
+
+
+def test_a_damaged_state_is_refused_naming_it(run_copy):
+    d = run_copy("DoomTakeCover")
+    path = d / rundir.ES_STATE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = wm("controller", "--data_dir", d, "--generations", 3, "--quiet", check=False)
+    assert out.returncode == 2 and out.stderr.startswith(f"wm controller: error: {path}: ")
+    assert "\n" not in out.stderr.strip() and bytes(data) == path.read_bytes()
+
+
+# Crash consistency: a kill at each step of each atomic write of the stage, in a middle generation (the learning
+# curve is drawn once, at the end), then a rerun, gives the files of an uninterrupted run. And a kill right after the
+# last state is in place: the rerun has no generation left to run, only the log and the curve to write.
+CRASH_GENERATIONS = 3
+CRASH_POINTS = {"means/gen_NNNN.pt": ("gen_0", 2), "controller.pt": ("controller.pt", 2),
+                "es_state.npz": ("es_state.npz", 2), "log.csv": ("log.csv", 2),
+                "learning_curve.png": ("learning_curve.png", 1), "the last es_state.npz": ("es_state.npz", 3)}
+CRASHES = [(f, p) for f in CRASH_POINTS if f != "the last es_state.npz" for p in ("create", "write", "rename")] + [
+    ("the last es_state.npz", "rename")]
+
+
+def _without_clock(node):
+    """A state document with its wall-clock readings (pycma's timers, the log's seconds) left out."""
+    if isinstance(node, list):
+        return [_without_clock(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("class", "").endswith(".ElapsedWCTime"):
+        return dict(node, attrs="clock")
+    if node.get("t") == "dict":
+        return dict(node, items=[[k, "clock" if k == "seconds" else _without_clock(v)] for k, v in node["items"]])
+    return {k: _without_clock(v) for k, v in node.items()}
+
+
+def _controller_files(d) -> dict:
+    """Every file under controller/, as it must be after any kill and a rerun: byte for byte, but for the time
+    each generation took (log.csv's seconds, and the state's clocks)."""
+    out = {}
+    for p in sorted((d / "controller").rglob("*")):
+        rel = str(p.relative_to(d))
+        if not p.is_file():
+            continue
+        if p.name == "log.csv":
+            out[rel] = [line.rsplit(",", 1)[0] for line in p.read_text().splitlines()]
+        elif p.name == "es_state.npz":
+            with np.load(p, allow_pickle=False) as z:
+                entries = {k: z[k] for k in z.files}
+            doc = json.loads(entries.pop(esstate.DOCUMENT).tobytes())
+            entries.pop(esstate.CHECKSUM)
+            out[rel] = (_without_clock(doc), {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in entries.items()})
+        else:
+            out[rel] = p.read_bytes()
+    return out
+
+
+def _pre_controller_copy(src, dst):
+    rundir.share_world_model(src, dst)
+    shutil.copy(src / rundir.CONFIG, dst / rundir.CONFIG)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_runs, tmp_path_factory):
+    """A smoke run's V and M, and the controller/ files of an uninterrupted search on them."""
+    src = smoke_runs("DoomTakeCover")
+    d = _pre_controller_copy(src, tmp_path_factory.mktemp("uninterrupted") / "run")
+    train_controller(make_config("DoomTakeCover", "smoke", generations=CRASH_GENERATIONS), d, progress=False)
+    files = _controller_files(d)
+    assert len(files["controller/log.csv"]) == 1 + CRASH_GENERATIONS
+    assert {f"controller/means/gen_{g:04d}.pt" for g in range(1, 4)} < set(files)
+    return src, files
+
+
+def _killed_at(cfg, d, crash: str) -> int:
+    """Run the stage in a forked copy of this process with WM_CRASH_AT=crash; its exit code (-9: killed)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns to pytest
+        try:
+            os.environ[CRASH_ENV] = crash
+            train_controller(cfg, d, progress=False)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("file, phase", CRASHES)
+def test_a_kill_at_any_write_then_a_rerun_gives_the_uninterrupted_files(uninterrupted, tmp_path, file, phase):
+    src, expected = uninterrupted
+    d = _pre_controller_copy(src, tmp_path / "run")
+    cfg = make_config("DoomTakeCover", "smoke", generations=CRASH_GENERATIONS)
+    text, n = CRASH_POINTS[file]
+    assert _killed_at(cfg, d, f"{phase}:{n}:{text}") == -9
+    train_controller(cfg, d, progress=False)
+    assert _controller_files(d) == expected
+    assert not list(d.rglob("*.tmp"))

@@ -1,13 +1,19 @@
 """wmlib.games: the two real games behind one interface, each usable without the other's engine."""
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from wmlib.games import GAMES, action_dim, check_game, controller_to_action, make_env
+from wmlib.games.doom import start_in
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_game_lists_valid_ones():
@@ -74,3 +80,56 @@ def test_doom_works_without_box2d():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "OK" in out.stdout
+
+
+def read_only(folder: Path) -> bool:
+    """Make ``folder`` read-only: mode 0o555 and, for root (whom modes do not stop), immutable where the file system
+    allows it. Returns whether writing in it now really fails."""
+    folder.chmod(0o555)
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return True
+    (folder / "probe").unlink()
+    return False
+
+
+def writable(folder: Path) -> None:
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+
+
+def test_doom_starts_from_a_read_only_working_directory_and_leaves_nothing_there(tmp_path):
+    """ViZDoom's engine writes its settings file and a folder where it starts: they go to a temporary folder of the
+    environment's (removed by close), not to the working directory, which may be read-only."""
+    here = tmp_path / "here"
+    here.mkdir()
+    code = ("import os, numpy as np\nfrom wmlib.games import make_env\n"
+            "env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\nfolder = env.engine_folder\n"
+            "print('ENGINE', sorted(os.listdir(folder)))\n"
+            "print('REWARDS', [env.step(np.array([1.0]))[1] for _ in range(3)])\n"
+            "env.close()\nprint('REMOVED', not os.path.exists(folder))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    locked = read_only(here)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        writable(here)
+    assert out.returncode == 0, f"exit {out.returncode} (read-only: {locked}):\n{out.stdout}\n{out.stderr}"
+    assert "ENGINE ['_vizdoom']" in out.stdout and "REWARDS [1.0, 1.0, 1.0]" in out.stdout
+    assert "REMOVED True" in out.stdout
+    assert list(here.iterdir()) == []  # nothing written where it started
+
+
+def test_the_engine_starts_in_the_folder_it_is_given_and_the_caller_stays_where_it_is(tmp_path):
+    seen = []
+    before = os.getcwd()
+    start_in(str(tmp_path), lambda: seen.append(os.getcwd()))
+    assert seen == [str(tmp_path)] and os.getcwd() == before
+    with pytest.raises(ZeroDivisionError):  # what the start raises, the caller gets
+        start_in(str(tmp_path), lambda: 1 / 0)
+    assert os.getcwd() == before

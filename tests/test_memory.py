@@ -219,16 +219,38 @@ def test_a_finished_m_stopped_before_its_plot_gets_the_plot_on_the_next_run(run_
     assert (d / "memory" / "loss.png").exists() and (d / "memory" / "memory.pt").read_bytes() == weights
 
 
+
+def test_the_log_is_rewritten_from_the_checkpoint(run_copy):
+    """M's checkpoint carries its log rows: a log.csv with a row twice and no header (what appending could leave
+    after a kill) is written again from them; M itself is untouched."""
+    from wmlib.config import make_config
+    from wmlib.io import load_checkpoint
+    from wmlib.memory import train_memory
+
+    d = run_copy("DoomTakeCover")
+    log, out = d / "memory" / "log.csv", d / "memory" / "memory.pt"
+    rows = load_checkpoint(out)["log"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # smoke M: 4 steps, a checkpoint after each
+    good, weights = log.read_bytes(), out.read_bytes()
+    assert good.startswith(b"step,loss,z_loss,done_loss,lr,seconds\r\n1,") and good.count(b"\r\n") == 5
+    lines = good.split(b"\r\n")
+    log.write_bytes(b"\r\n".join(lines[1:] + lines[1:]))
+    train_memory(make_config("DoomTakeCover", "smoke"), d, progress=False)
+    assert log.read_bytes() == good and out.read_bytes() == weights
+
 def test_memory_from_another_vision_is_refused(run_copy, tmp_path):
     d = run_copy("DoomTakeCover")
     other = tmp_path / "other"
     shutil.copytree(d / "episodes", other / "episodes")
     wm("vision", "--game", "DoomTakeCover", "--data_dir", other, "--z_dim", 32, "--quiet")
     shutil.copy(other / "vision/vision.pt", d / "vision/vision.pt")
-    proc = wm("test", "--data_dir", d, "--quiet", check=False)
+    proc = wm("test", "--data_dir", d, "--quiet", check=False)  # wm: the run's z_dim disagrees with this V
     assert proc.returncode == 2
-    err = proc.stderr
-    assert "memory.pt has z_dim=64" in err and "vision.pt has z_dim=32" in err, err
+    assert "vision.pt was made with z_dim 32" in proc.stderr, proc.stderr
+    from wmlib.agent import Agent  # and the library, loading V and M together
+
+    with pytest.raises(ValueError, match=r"memory.pt has z_dim=64 but .*vision.pt has z_dim=32"):
+        Agent.from_run(d, "DoomTakeCover", with_pool=False)
 
 
 # -- analyses (notebook 05) ----------------------------------------------------------------------------------------

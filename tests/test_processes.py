@@ -1,12 +1,19 @@
 """wmlib.processes: scoring on local worker processes gives the fitness values of scoring in this process, even
-when a worker dies mid-generation."""
+when a worker dies mid-generation; the workers die with the process that started them."""
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import psutil
 
+from conftest import wait_for
 from wmlib.agent import Agent, EvalSettings, plan_tasks, run_jobs, split_evenly
 from wmlib.processes import ProcessPoolEvaluator
 
@@ -83,3 +90,66 @@ def test_a_worker_killed_mid_generation_costs_a_retry_not_a_wrong_fitness(smoke_
     agent.close()
     assert [s.tolist() for s in out["scores"]] == [s.tolist() for s in here]
     assert not spawned_workers() - before  # no worker left behind
+
+
+def alive(procs) -> list:
+    """Those of ``procs`` (psutil.Process) that still run (an exited process nobody reaped yet does not)."""
+    running = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                running.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+def test_killing_wm_controller_kills_its_worker_processes_and_their_games(run_copy):
+    """`wm controller --evaluator processes` killed with SIGKILL mid-generation: within 2 s no worker, and no
+    ViZDoom game a worker started, is left."""
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")  # a new controller, evolved in the real game
+    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d), "--evaluator",
+                             "processes", "--workers", "2", "--no-in_dream", "--generations", "500", "--quiet"],
+                            start_new_session=True)
+    try:
+        parent = psutil.Process(proc.pid)
+
+        def pool():  # the two workers and the games they play
+            workers = [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+            return workers + [g for w in workers for g in w.children()]
+
+        wait_for(lambda: proc.poll() is not None or len(pool()) >= 4)  # both workers are playing
+        assert proc.poll() is None, "wm controller ended before it could be killed"
+        victims = pool()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 2.0
+        while alive(victims) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(victims), "worker processes (or their games) outlived the killed command"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the command's process group
+        proc.wait()
+
+
+def test_a_pool_used_from_a_thread_that_ended_keeps_its_workers(smoke_runs):
+    """The workers watch their parent process, not the thread that started them: a generation scored from a
+    short-lived thread leaves the pool whole for the next one."""
+    d = smoke_runs("DoomTakeCover")
+    settings = EvalSettings(mode="dream", max_len=20, temperature=1.15)
+    agent = Agent.from_run(d)
+    jobs = [(np.zeros(agent.spec.n_params, np.float32), [1, 2])]
+    agent.close()
+    before = spawned_workers()
+    with ProcessPoolEvaluator(d, "DoomTakeCover", workers=1) as ev:
+        out = {}
+        thread = threading.Thread(target=lambda: out.update(scores=ev.evaluate(settings, jobs)))
+        thread.start()
+        thread.join()
+        pool, workers = ev.pool, spawned_workers() - before
+        time.sleep(1.0)
+        again = ev.evaluate(settings, jobs)
+        assert ev.pool is pool and spawned_workers() - before == workers and len(workers) == 1
+    assert [s.tolist() for s in again] == [s.tolist() for s in out["scores"]]

@@ -1,16 +1,24 @@
-"""wmlib.rollouts: the random-action episodes V and M learn from: seeded, written whole, resumed after a kill."""
+"""wmlib.rollouts: the random-action episodes V and M learn from: seeded, written whole, resumed after a kill; the
+worker processes die with the command and write only while it holds the run directory's lock."""
 
+import contextlib
+import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import psutil
 import pytest
 
 from conftest import wait_for, wm
-from wmlib import episodes
+from wmlib import episodes, rollouts
+from wmlib.config import make_config
 from wmlib.games import GAMES, make_env
+from wmlib.runlock import run_lock
 from wmlib.rollouts import play_random_episode, random_action
 
 
@@ -77,3 +85,64 @@ def test_killed_rollouts_resume_without_losing_finished_episodes(tmp_path):
     after = episodes.list_episodes(d)
     assert len(after) == 12
     assert all(before[n] == (d / "episodes" / n).read_bytes() for n in before)
+
+
+def alive(procs) -> list:
+    """Those of ``procs`` (psutil.Process) that still run (an exited process nobody reaped yet does not)."""
+    running = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                running.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+def test_killing_rollouts_kills_its_workers_and_no_episode_is_written_after(tmp_path):
+    d = tmp_path / "run"
+    args = ["--game", "CarRacing-v3", "--preset", "smoke", "--data_dir", str(d), "--num_rollouts", "400",
+            "--max_frames", "100", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "rollouts", *args], start_new_session=True)
+    try:
+        parent = psutil.Process(proc.pid)
+
+        def workers():
+            return [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+
+        wait_for(lambda: len(workers()) == 2 and len(episodes.list_episodes(d)) >= 2)
+        pool = workers()
+        os.kill(proc.pid, signal.SIGKILL)
+        at_kill = len(episodes.list_episodes(d))
+        proc.wait()
+        deadline = time.monotonic() + 2.0
+        while alive(pool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pool), "rollout workers outlived the killed command"
+        written = {p.name for p in episodes.list_episodes(d)}
+        time.sleep(1.0)
+        assert {p.name for p in episodes.list_episodes(d)} == written
+        assert len(written) - at_kill <= 2  # at most the episode each worker was saving at the kill
+        assert len(written) < 400
+        for p in episodes.list_episodes(d):
+            episodes.load_episode(p)  # whole, or not there
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the command's process group
+        proc.wait()
+
+
+def test_a_rollout_worker_writes_only_while_its_parent_holds_the_run_lock(tmp_path):
+    """A worker started by this process writes an episode while this process holds the lock, and refuses (naming
+    the lock file) once it does not."""
+    d = tmp_path / "run"
+    cfg = make_config("CarRacing-v3", "smoke")
+    job = (cfg.to_dict(), str(d), 0)
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=rollouts._worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        with run_lock(d, "test"):
+            assert pool.submit(rollouts._collect_one, job).result()[0] == 0
+        assert [p.name for p in episodes.list_episodes(d)] == ["ep_000000.npz"]
+        with pytest.raises(RuntimeError, match=r"\.lock: the run directory's lock is no longer held"):
+            pool.submit(rollouts._collect_one, (cfg.to_dict(), str(d), 1)).result()
+    assert [p.name for p in episodes.list_episodes(d)] == ["ep_000000.npz"]

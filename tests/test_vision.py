@@ -84,6 +84,47 @@ def test_vision_resumes_and_reencodes(run_copy):
     assert tag.endswith(":2")  # series re-encoded with the newer V
 
 
+
+def _mangle(log):
+    """What appending to a log could leave after a kill: a row twice, or no header."""
+    lines = log.read_bytes().split(b"\r\n")
+    log.write_bytes(b"\r\n".join(lines[1:] + lines[1:]))
+
+
+def test_the_log_and_reconstructions_are_rewritten_from_the_checkpoint(run_copy):
+    from wmlib.config import make_config
+    from wmlib.vision import train_vision
+
+    d = run_copy("DoomTakeCover")
+    cfg = make_config("DoomTakeCover", "smoke")
+    log, png, ckpt = d / "vision/log.csv", d / "vision/reconstructions.png", d / "vision/vision.pt"
+    train_vision(cfg, d, progress=False)  # V is trained: only its closing steps run again
+    want = {p: p.read_bytes() for p in (log, png, ckpt)}
+    assert log.read_bytes().startswith(b"epoch,frames,loss,r_loss,kl,seconds\r\n1,180,")
+    _mangle(log)
+    png.unlink()
+    train_vision(cfg, d, progress=False)
+    assert {p: p.read_bytes() for p in want} == want
+
+
+def test_a_checkpoint_without_log_rows_keeps_its_log_and_carries_it_on(run_copy):
+    """A V checkpoint of an older version holds no log rows: the log.csv beside it is kept, and continues."""
+    from wmlib.config import make_config
+    from wmlib.io import atomic_torch_save, load_checkpoint
+    from wmlib.vision import train_vision
+
+    d = run_copy("DoomTakeCover")
+    log, out = d / "vision/log.csv", d / "vision/vision.pt"
+    ckpt = load_checkpoint(out)
+    assert [r["epoch"] for r in ckpt.pop("log")] == [1]
+    atomic_torch_save(out, ckpt)
+    old = log.read_bytes()
+    train_vision(make_config("DoomTakeCover", "smoke"), d, progress=False)
+    assert log.read_bytes() == old
+    train_vision(make_config("DoomTakeCover", "smoke", vae_epochs=2), d, progress=False)
+    assert log.read_bytes().startswith(old) and log.read_bytes().count(b"\r\n") == 3
+    assert [r["epoch"] for r in load_checkpoint(out)["log"]] == ["1", 2]  # the old row as it was read: text
+
 # -- analyses (notebook 04) ----------------------------------------------------------------------------------------
 
 

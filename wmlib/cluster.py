@@ -1,8 +1,11 @@
-"""Local Dask clusters that listen on loopback only, optionally encrypted with TLS.
+"""Local Dask clusters that listen on loopback only and, by default, take only connections that show their
+certificate.
 
-Dask runs pickled code: whoever can reach a scheduler can run any code on its workers, so a cluster started here
-binds to 127.0.0.1 and, with :func:`local_security`, encrypts and authenticates every connection. Used by
-:class:`wmlib.distributed.DaskEvaluator` and notebook 08.
+Dask runs pickled code: whoever can reach a scheduler can run any code on its workers (``Client.run``), and any user
+of the machine can reach 127.0.0.1. So a cluster started here binds to 127.0.0.1 and encrypts and authenticates every
+connection with mutual TLS and a temporary certificate made for it (:func:`local_security`), which only this process
+and the cluster's own workers hold. ``tls=False`` turns that off. Used by :class:`wmlib.distributed.DaskEvaluator`
+and notebook 08.
 """
 
 from __future__ import annotations
@@ -54,12 +57,16 @@ def has_bokeh() -> bool:
     return True
 
 
-def local_cluster(workers: int = 2, security: Security | None = None, **kwargs):
+def local_cluster(workers: int = 2, security: Security | None = None, tls: bool = True, **kwargs):
     """A :class:`distributed.LocalCluster` of ``workers`` one-thread processes that listens on 127.0.0.1 only.
 
-    The dashboard (when bokeh is installed) is on 127.0.0.1 too, on a free port; with ``security`` every connection
-    is TLS. Extra keyword arguments go to LocalCluster.
+    Every connection is TLS with ``security``, by default (``tls`` true) a new :func:`local_security`; a
+    :class:`distributed.Client` made from the cluster object (``Client(cluster)``) gets its certificate. ``tls=False``
+    (and no ``security``) gives a plain tcp:// cluster, open to every local user. The dashboard (when bokeh is
+    installed) is on 127.0.0.1 too, on a free port. Extra keyword arguments go to LocalCluster.
     """
+    if security is None and tls:
+        security = local_security()
     # The scheduler's HTTP server (the dashboard, or a page asking for bokeh) runs either way: keep it on loopback.
     options = dict(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, host=LOOPBACK,
                    dashboard_address=f"{LOOPBACK}:0")

@@ -20,6 +20,7 @@ that sets it (:func:`flag_name`), before it can reach a run's config.json.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -36,6 +37,18 @@ SMOKE_ENV = "WM_SMOKE"  # the one smoke switch, honoured by every notebook and b
 
 # The `wm` flag that sets a field, where it is not simply ``--<field>``.
 FIELD_FLAGS = {"vae_epochs": "--epochs", "test_rollouts": "--rollouts"}
+
+
+# Settings of older versions that a config.json may still hold; they are ignored when it is read.
+OBSOLETE = frozenset({"vae_buffer_episodes"})
+
+
+class InvalidSetting(ValueError):
+    """A setting with a value outside its rule; the message names the setting's ``wm`` flag."""
+
+    def __init__(self, field: str, what: str):
+        super().__init__(f"{flag_name(field)} {what}")
+        self.field, self.what = field, what
 
 
 def smoke_mode() -> bool:
@@ -172,7 +185,7 @@ class Config:
             value = getattr(self, field)
             if not rule.check(value, self):
                 expected = rule.expected.format_map(vars(self))
-                raise ValueError(f"{flag_name(field)} must be {expected}, got {value!r}")
+                raise InvalidSetting(field, f"must be {expected}, got {value!r}")
             setattr(self, field, rule.convert(value))
         for check, message in JOINT_RULES:
             if not check(self):
@@ -184,9 +197,28 @@ class Config:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})  # keys of older versions are ignored
+    def from_dict(cls, d: dict, source: str = "config") -> "Config":
+        """The Config a run's ``config.json`` holds. Every setting must be there, and nothing else (but the settings
+        of older versions in :data:`OBSOLETE`): a missing key would silently take a default, and a misspelled one
+        would be ignored. Errors name ``source`` (the file) and the key, in the file's own words."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in names and k not in OBSOLETE]
+        if unknown:
+            hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, names, 1, 0.75)) else "")
+                     for k in unknown]
+            raise ValueError(f"{source}: unknown setting{'s' * (len(unknown) > 1)} {', '.join(hints)}")
+        missing = [k for k in names if k not in d]
+        if missing:
+            raise ValueError(f"{source}: missing setting{'s' * (len(missing) > 1)} {', '.join(missing)} (a run's "
+                             f"config.json holds every setting; add {'them' if len(missing) > 1 else 'it'}, with "
+                             "the values the run was made with)")
+        values = {k: d[k] for k in names}
+        if isinstance(values["curriculum"], list):
+            values["curriculum"] = tuple(values["curriculum"])
+        try:
+            return cls(**values)
+        except InvalidSetting as exc:
+            raise ValueError(f"{source}: {exc.field!r} {exc.what} (the setting of {flag_name(exc.field)})") from None
 
     def save(self, path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))

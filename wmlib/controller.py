@@ -22,7 +22,7 @@ import torch
 
 from . import rundir
 from .games import check_game
-from .io import load_checkpoint
+from .io import checkpoint_structure, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -97,5 +97,21 @@ def load_controller(data_dir_or_file) -> tuple[np.ndarray, dict]:
     if path.is_dir():
         path = rundir.path(path, rundir.CONTROLLER)
     ckpt = load_checkpoint(path, "controller checkpoint")
+    with checkpoint_structure(path, "controller checkpoint"):
+        params = _checked_params(ckpt)
     ckpt["path"] = str(path)
-    return ckpt["params"].numpy().astype(np.float32), ckpt
+    return params, ckpt
+
+
+def _checked_params(ckpt) -> np.ndarray:
+    """A controller record's parameters (float32), after checking they are the vector its ``spec`` describes (and
+    that it says its generation)."""
+    if not isinstance(ckpt, dict):
+        raise TypeError(f"holds a {type(ckpt).__name__}, not a dict")
+    spec = ControllerSpec(**ckpt["spec"])
+    params = ckpt["params"]
+    if not isinstance(params, torch.Tensor) or params.dim() != 1 or params.numel() != spec.n_params:
+        shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+        raise ValueError(f"params is {shape}, not the {spec.n_params} numbers of a {spec.game} controller")
+    int(ckpt["generation"])  # the generation it was chosen at, which its readers report
+    return params.numpy().astype(np.float32)

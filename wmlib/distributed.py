@@ -3,7 +3,7 @@
     from wmlib.distributed import DaskEvaluator, local_cluster
     ev = DaskEvaluator(Agent.from_run(run_dir), client=client)            # a notebook's Client
     ev = DaskEvaluator(Agent.from_run(run_dir), scheduler="tcp://host:8786")  # attach to a running cluster
-    ev = DaskEvaluator(Agent.from_run(run_dir), workers=2)                # start a LocalCluster on 127.0.0.1
+    ev = DaskEvaluator(Agent.from_run(run_dir), workers=2)                # a LocalCluster on 127.0.0.1, TLS
     scores = ev.evaluate(settings, jobs)                                   # [(params, seeds), ...] -> [scores]
 
 How the work is shipped:
@@ -38,9 +38,10 @@ be reached, or the cluster has no worker, for ``timeout`` seconds (default: Dask
 scheduler; ``wm controller`` then stops, and the same command resumes from the last saved generation.
 
 Security. Dask runs pickled code: whoever can reach a scheduler can run any code on its workers. Clusters started
-here listen on 127.0.0.1 only; ``tls=True`` also encrypts and authenticates them with a temporary self-signed
-certificate (:func:`local_security`). For a remote cluster pass a :class:`distributed.Security` (or set Dask's
-``distributed.comm.tls.*`` configuration) and a ``tls://`` address.
+here listen on 127.0.0.1 only and, unless ``tls=False``, encrypt and authenticate every connection with a temporary
+self-signed certificate (:func:`local_security`), so another user of the machine cannot connect. For a remote cluster
+pass a :class:`distributed.Security` (or set Dask's ``distributed.comm.tls.*`` configuration) and a ``tls://``
+address.
 """
 
 from __future__ import annotations
@@ -185,12 +186,13 @@ class DaskEvaluator(Evaluator):
 
     Exactly one of: ``client`` (an existing :class:`distributed.Client`, left open by :meth:`close`),
     ``scheduler`` (an address such as ``tcp://host:8786`` or ``tls://host:8786``), or neither (a
-    :func:`local_cluster` of ``workers`` processes is started, and closed by :meth:`close`; ``tls=True`` encrypts it).
-    ``security`` is used to connect to ``scheduler`` (default: Dask's configuration).
+    :func:`local_cluster` of ``workers`` processes is started, and closed by :meth:`close`; it uses mutual TLS with a
+    temporary certificate unless ``tls=False``; ``tls=None`` means the default, on). ``security`` is used to connect
+    to ``scheduler`` (default: Dask's configuration), or by the local cluster instead of a temporary certificate.
     """
 
     def __init__(self, agent: Agent, client: Client | None = None, *, scheduler: str | None = None,
-                 workers: int = 2, security: Security | None = None, tls: bool = False,
+                 workers: int = 2, security: Security | None = None, tls: bool | None = None,
                  batches: int | None = None, retries: int = 2, timeout: float | None = None, poll: float = 0.5):
         if client is not None and scheduler is not None:
             raise ValueError("give a Dask client or a scheduler address, not both")
@@ -208,10 +210,8 @@ class DaskEvaluator(Evaluator):
         self.address = str(scheduler or "")
         try:
             if client is None and scheduler is None:
-                if security is None and tls:
-                    security = local_security()
-                self.cluster = local_cluster(workers, security=security)
-                client = self._connect(self.cluster, security)
+                self.cluster = local_cluster(workers, security=security, tls=tls is not False)
+                client = self._connect(self.cluster, self.cluster.security)
             elif client is None:
                 client = self._connect(scheduler, security)
             self.client = client

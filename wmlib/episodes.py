@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .io import atomic_save, atomic_write_text
+from .io import TMP_SUFFIX, atomic_save, atomic_write_text
+from .io import _crash_point as crash_point
 
 EPISODES = "episodes"  # a run directory's folder of episode files
 SERIES = "series"  # and of their encodings
@@ -108,6 +110,43 @@ def load_series(path) -> dict:
 # V's frames, shuffled across the whole data set
 # --------------------------------------------------------------------------------------------------------------
 
+def format_bytes(n: float) -> str:
+    """A size for people: GiB from 1 GiB up, MiB from 1 MiB, KiB from 1 KiB, else bytes (never a rounded 0.0)."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def check_room(path, needed: int, free: int) -> None:
+    """OSError naming ``path`` when V's ``needed`` bytes of frames do not fit in the ``free`` bytes there."""
+    if needed > free:
+        raise OSError(f"{path}: V's {format_bytes(needed)} of uncompressed frames do not fit in the "
+                      f"{format_bytes(free)} free there; train V on fewer episodes (--vae_episodes)")
+
+
+def stream_to_file(path, write) -> None:
+    """Write a file too big to hold in memory atomically: ``write(fileobj)`` fills a temporary file
+    (``.NAME.XXXX.tmp`` beside ``path``) that is then renamed over ``path``. A failed write (a full disk, say)
+    removes the temporary file and raises an OSError naming ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            crash_point(path, "create")
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        crash_point(path, "write")
+        os.replace(tmp, path)
+        crash_point(path, "rename")
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # ENOSPC and friends name no file of their own
+            raise OSError(exc.errno, f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise
+
+
 FRAME_SHAPE = (64, 64, 3)
 FRAME_BYTES = 64 * 64 * 3
 
@@ -136,7 +175,9 @@ class FrameStore:
     @classmethod
     def build(cls, files, path, progress: bool = False) -> "FrameStore":
         """The store of ``files`` at ``path``: the one already there if it holds the same episodes, else written
-        anew (to a temporary file renamed into place, so an interrupted build leaves no store that looks whole)."""
+        anew. The frames go to a temporary file renamed into place, then the index: a build stopped at any moment
+        leaves no store that looks whole (an index naming other episodes, or none), and the next build writes it
+        again, the same bytes."""
         path = Path(path)
         names = [Path(f).name for f in files]
         index_path = path.with_suffix(".json")
@@ -147,23 +188,19 @@ class FrameStore:
             except (ValueError, KeyError, EpisodeError):
                 pass  # a broken store is written again
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.unlink(missing_ok=True)  # a build that was interrupted
         needed = sum(len(load_arrays(f, ("dones",))["dones"]) for f in files) * FRAME_BYTES
-        free = shutil.disk_usage(path.parent).free
-        if needed > free:
-            raise OSError(f"{path}: V's {needed / 2**30:.1f} GiB of uncompressed frames do not fit in the "
-                          f"{free / 2**30:.1f} GiB free there; train V on fewer episodes (--vae_episodes)")
+        check_room(path, needed, shutil.disk_usage(path.parent).free)
         lengths = []
-        with open(tmp, "wb") as out:
+
+        def write(out) -> None:
             for f in tqdm(files, desc="V's frames", unit="ep", disable=not progress):
                 frames = load_episode(f)["frames"]
                 out.write(np.ascontiguousarray(frames).tobytes())
                 lengths.append(len(frames))
-            out.flush()
-            os.fsync(out.fileno())
+
+        index_path.unlink(missing_ok=True)  # the old index must not describe the new frames
+        stream_to_file(path, write)
         atomic_write_text(index_path, json.dumps(dict(episodes=names, lengths=lengths)))
-        os.replace(tmp, path)
         return cls(path)
 
     def read(self, indices) -> np.ndarray:

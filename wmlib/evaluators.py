@@ -17,11 +17,12 @@ from .processes import ProcessPoolEvaluator
 
 
 def make_evaluator(kind: str, data_dir, game: str, workers: int = 2, scheduler: str | None = None,
-                   tls: bool = False) -> Evaluator:
+                   tls: bool | None = None) -> Evaluator:
     """'inprocess', 'processes' or 'dask' (names listed in errors).
 
     'dask' attaches to the cluster at ``scheduler`` or, without one, starts a local cluster of ``workers`` processes
-    on 127.0.0.1 (TLS-encrypted with ``tls``); see :mod:`wmlib.distributed`.
+    on 127.0.0.1, encrypted and authenticated with TLS and a temporary certificate unless ``tls=False`` (``None``:
+    the default, on); see :mod:`wmlib.distributed`.
     """
     if kind == "inprocess":
         return InProcessEvaluator(Agent.from_run(data_dir, game))

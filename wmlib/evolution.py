@@ -10,15 +10,24 @@ on ``eval_episodes`` episodes; that score decides the curriculum (the dream gets
 target stop, and which parameters are kept as the run's controller. The whole state is saved after every
 generation, so a stopped run resumes where it was.
 
-Files in ``controller/``: ``es_state.pkl`` (pycma's pickle, numpy's RNG state and our bookkeeping),
-``controller.pt`` (the chosen, best, and mean parameters), ``means/gen_NNNN.pt`` (the mean of every evaluated
-generation, a controller checkpoint of its own: ``python -m wmlib.average`` averages some of them), ``log.csv`` and
-``learning_curve.png``.
+Files in ``controller/``, written in this order after every generation, each atomically:
+
+1. ``means/gen_NNNN.pt``: the mean of an evaluated generation, a controller checkpoint of its own
+   (``python -m wmlib.average`` averages some of them);
+2. ``controller.pt``: the chosen, best, and mean parameters;
+3. ``es_state.npz``: pycma's strategy, numpy's random state, our bookkeeping and every row of the log, stored as
+   data that loading cannot run code from (:mod:`wmlib.esstate`). This file is the commit point: a run killed at
+   any instant resumes from the last one written, and redoes (with the same seeds, to the same bytes) whatever
+   was written after it;
+4. ``log.csv``: rewritten whole from the rows in ``es_state.npz`` (and again when a run resumes);
+5. ``learning_curve.png``: drawn from the log when the search ends (and again whenever ``wm controller`` finds it
+   finished).
+
+A pickled state from an older version (``es_state.pkl``) is never read: loading a pickle can run any code.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from pathlib import Path
 
@@ -27,15 +36,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import rundir
+from . import esstate, rundir
 from .agent import Agent, EvalSettings, Evaluator
 from .config import Config
 from .controller import ControllerSpec, load_controller
 from .evaluators import default_evaluator
-from .io import append_csv, atomic_torch_save, atomic_write_bytes
+from .io import atomic_torch_save, atomic_write_bytes, write_csv
 from .plots import plot_learning_curve
 from .runlock import holds_run_lock
 from .seeding import EVAL, TRAIN, episode_seed
+
+PICKLED_STATE = "es_state.pkl"  # where older versions pickled the CMA-ES state: never read
+STATE_KEYS = {"es", "generation", "spec", "in_dream", "max_len", "best_fitness", "best_params", "best_eval",
+              "best_eval_params", "best_mean_fitness", "done", "numpy_rng", "rows"}
 
 
 def generation_jobs(cfg: Config, solutions, generation: int):
@@ -59,33 +72,75 @@ def start_params(start_from, spec: ControllerSpec) -> tuple[np.ndarray, int]:
 def new_state(cfg: Config, spec: ControllerSpec, x0=None) -> dict:
     """A fresh CMA-ES around zero, or around ``x0`` (a trained controller's parameters) to go on from it."""
     x0 = np.zeros(spec.n_params) if x0 is None else np.asarray(x0, np.float64)
-    # pycma treats seed 0 as "use the clock", so shift the run seed by one.
-    es = cma.CMAEvolutionStrategy(x0, cfg.sigma0,
-                                  {"popsize": cfg.pop, "seed": cfg.seed + 1, "verbose": -9})
+    # pycma treats seed 0 as "use the clock", so shift the run seed by one. No signals file: pycma would read
+    # options from one (cma_signals.in in the working directory, by default) and evaluate them as Python.
+    es = cma.CMAEvolutionStrategy(x0, cfg.sigma0, {"popsize": cfg.pop, "seed": cfg.seed + 1, "verbose": -9,
+                                                   "signals_filename": ""})
     max_len = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
     if cfg.curriculum:
         max_len = min(int(cfg.curriculum[0]), max_len)
     return dict(es=es, generation=0, spec=spec.to_dict(), in_dream=cfg.in_dream, max_len=max_len,
                 best_fitness=-np.inf, best_params=None, best_eval=-np.inf, best_eval_params=None,
-                best_mean_fitness=-np.inf, done=False, numpy_rng=np.random.get_state(), start_from=None)
+                best_mean_fitness=-np.inf, done=False, numpy_rng=np.random.get_state(), start_from=None, rows=[])
 
 
 def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
-    """The saved CMA-ES state, checked against this run's controller and population."""
-    try:
-        state = pickle.loads(path.read_bytes())  # our own file, written by save_state below
-    except Exception as exc:
-        raise ValueError(f"{path}: unreadable CMA-ES state ({type(exc).__name__}: {exc}); "
-                         "delete it to start the controller again") from exc
+    """The saved CMA-ES state (numpy's global random state restored with it), checked against this run's
+    controller and population."""
+    state = esstate.load(path)
+    if type(state) is not dict or not STATE_KEYS <= state.keys() \
+            or not isinstance(state["es"], cma.CMAEvolutionStrategy):
+        raise ValueError(f"{path}: not the CMA-ES state `wm controller` writes; delete {path.parent} to start the "
+                         "controller again")
+    if state["es"].opts.get("signals_filename"):
+        raise ValueError(f"{path}: names a pycma signals file ({state['es'].opts['signals_filename']!r:.80}), whose "
+                         "options pycma would evaluate as Python; `wm controller` keeps none")
     if state["spec"] != spec.to_dict():
         raise ValueError(f"{path}: saved for controller {state['spec']}, but this run has {spec.to_dict()}")
     if state["es"].popsize != cfg.pop:
         raise ValueError(f"{path}: saved with population {state['es'].popsize}, but --pop is {cfg.pop}")
     if state["in_dream"] != cfg.in_dream:
         raise ValueError(f"{path}: saved with in_dream={state['in_dream']}, but this run has in_dream={cfg.in_dream}")
+    cma.utilities.utils.global_verbosity = -9  # as quiet as a strategy made here (its constructor sets this)
     return state
 
 
+def refuse_unsaved_files(data_dir) -> None:
+    """Without a saved state, ``controller/`` must hold no pickled state and no log: the one is never read (it
+    could run code), the other would be replaced by the new search's."""
+    if rundir.path(data_dir, rundir.ES_STATE).exists():
+        return
+    folder = rundir.stage_dir(data_dir, "controller")
+    again = (f"delete {folder} to start C again, or move it aside and start a new search from its controller.pt "
+             "with --start_from")
+    pickled = folder / PICKLED_STATE
+    if pickled.exists():
+        raise ValueError(f"{pickled}: pickled CMA-ES state can run code when loaded, so it is not read; {again}")
+    log = rundir.log_path(data_dir, "controller")
+    if log.exists():
+        raise ValueError(f"{log}: a controller log without the CMA-ES state it belongs to "
+                         f"({rundir.ES_STATE.name}); {again}")
+
+
+def starting_state(cfg: Config, data_dir: Path, spec: ControllerSpec, start_from=None) -> dict:
+    """The saved state to resume, or a new one around zero or around the controller ``start_from``."""
+    refuse_unsaved_files(data_dir)
+    state_path = rundir.path(data_dir, rundir.ES_STATE)
+    x0, g0 = (None, 0) if start_from is None else start_params(start_from, spec)
+    if state_path.exists():
+        state = load_state(state_path, cfg, spec)
+        if x0 is not None and not np.array_equal(x0, state.get("x0", np.zeros(spec.n_params))):
+            raise ValueError(f"{state_path}: this search started from {state.get('start_from') or 'zero'}, "
+                             f"not from --start_from {start_from}; resume without --start_from, or delete "
+                             "controller/ to start again")
+        return state
+    if x0 is not None and g0 >= cfg.generations:
+        raise ValueError(f"--generations {cfg.generations}: --start_from {start_from} was trained to "
+                         f"generation {g0} already, and generations count on from there; ask for more")
+    state = new_state(cfg, spec, x0)
+    if x0 is not None:
+        state.update(start_from=str(start_from), x0=x0, generation=g0, start_generation=g0)
+    return state
 def mean_path(data_dir, generation: int) -> Path:
     """Where the CMA-ES mean evaluated after ``generation`` is kept."""
     return rundir.path(data_dir, rundir.MEANS) / f"gen_{generation:04d}.pt"
@@ -101,8 +156,9 @@ def save_mean(data_dir, state: dict, cfg: Config, params, scores) -> None:
     ))
 
 
+
 def save_state(data_dir, state: dict, cfg: Config) -> None:
-    atomic_write_bytes(rundir.path(data_dir, rundir.ES_STATE), pickle.dumps(state))
+    """``controller.pt``, then ``es_state.npz`` (the commit point), then ``log.csv`` from the state's rows."""
     chosen = state["best_eval_params"] if state["best_eval_params"] is not None else state["best_params"]
     t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
     atomic_torch_save(rundir.path(data_dir, rundir.CONTROLLER), dict(
@@ -111,12 +167,69 @@ def save_state(data_dir, state: dict, cfg: Config) -> None:
         best_eval=float(state["best_eval"]), config=cfg.to_dict(),
         start_from=state.get("start_from"), start_generation=state.get("start_generation"),
     ))
+    atomic_write_bytes(rundir.path(data_dir, rundir.ES_STATE), esstate.dumps(state))
+    write_csv(rundir.log_path(data_dir, "controller"), state["rows"])
+
+
+def run_generation(cfg: Config, state: dict, evaluator: Evaluator) -> tuple[dict, tuple | None]:
+    """One generation: ask, score, tell, the curriculum and (every eval_every) the mean's evaluation. Updates
+    ``state`` in memory; returns the log row and (mean parameters, their scores) when the mean was evaluated."""
+    es, g, t0 = state["es"], state["generation"], time.time()
+    settings = EvalSettings.from_config(cfg, max_len=state["max_len"], training=True)
+    solutions = es.ask()
+    scores = evaluator.evaluate(settings, generation_jobs(cfg, solutions, g))
+    fitness = np.array([s.mean() for s in scores])
+    es.tell(solutions, (-fitness).tolist())
+    i = int(fitness.argmax())
+    if fitness[i] > state["best_fitness"]:
+        state["best_fitness"], state["best_params"] = float(fitness[i]), np.asarray(solutions[i])
+    row = dict(generation=g + 1, max_len=state["max_len"], fitness_mean=float(fitness.mean()),
+               fitness_best=float(fitness.max()), fitness_worst=float(fitness.min()),
+               sigma=float(es.sigma), eval_mean="", eval_std="")
+    if cfg.curriculum and fitness.mean() > state["best_mean_fitness"]:
+        cap = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
+        state["max_len"] = min(cap, state["max_len"] + int(cfg.curriculum[1]))
+    state["best_mean_fitness"] = max(state["best_mean_fitness"], float(fitness.mean()))
+    evaluated = None
+    if (g + 1) % cfg.eval_every == 0 or g + 1 == cfg.generations:
+        seeds = [episode_seed(cfg.seed, g, 0, t, EVAL) for t in range(cfg.eval_episodes)]
+        mean_params = np.asarray(es.mean, np.float32)
+        at = EvalSettings.from_config(cfg, max_len=state["max_len"])  # the curriculum may have moved it
+        ev = evaluator.evaluate(at, [(mean_params, seeds)])[0]
+        row.update(eval_mean=float(ev.mean()), eval_std=float(ev.std()))
+        if ev.mean() > state["best_eval"]:
+            state["best_eval"], state["best_eval_params"] = float(ev.mean()), mean_params
+        target = cfg.target_cumulative_reward
+        if target is not None and ev.mean() >= target:
+            state["done"] = True
+        evaluated = (mean_params, ev)
+    row["seconds"] = round(time.time() - t0, 2)
+    state["generation"] = g + 1
+    state["numpy_rng"] = np.random.get_state()
+    state["rows"].append(row)
+    return row, evaluated
+
+
+def search(cfg: Config, data_dir: Path, state: dict, evaluator: Evaluator, progress: bool) -> None:
+    """Generations until cfg.generations or the target, each saved (the evaluated mean first, then the state)."""
+    bar = tqdm(total=cfg.generations, initial=state["generation"], desc=f"C ({EvalSettings.from_config(cfg).mode})",
+               unit="gen", disable=not progress)
+    try:
+        while state["generation"] < cfg.generations and not state["done"]:
+            row, evaluated = run_generation(cfg, state, evaluator)
+            if evaluated is not None:
+                save_mean(data_dir, state, cfg, *evaluated)
+            save_state(data_dir, state, cfg)
+            bar.update()
+            bar.set_postfix(best=f"{row['fitness_best']:.1f}", mean=f"{row['fitness_mean']:.1f}")
+    finally:
+        bar.close()
 
 
 @holds_run_lock("wm controller (wmlib.evolution.train_controller)")
 def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, progress: bool = True,
                      start_from=None) -> Path:
-    """Run CMA-ES until cfg.generations (or the target) is reached; resumes from ``controller/es_state.pkl``.
+    """Run CMA-ES until cfg.generations (or the target) is reached; resumes from ``controller/es_state.npz``.
 
     ``start_from`` (a controller checkpoint or run directory whose V and M have this run's sizes, e.g. a shipped
     agent or the previous round of ``wm iterate``) centres a new search on that controller instead of zero, with
@@ -125,81 +238,22 @@ def train_controller(cfg: Config, data_dir, evaluator: Evaluator | None = None, 
     cfg.generations is the total. A resumed search keeps its start."""
     data_dir = Path(data_dir)
     agent = Agent.from_run(data_dir, cfg.game)  # checks V/M compatibility and the game
-    spec = agent.spec
-    state_path = rundir.path(data_dir, rundir.ES_STATE)
-    out, log = rundir.path(data_dir, rundir.CONTROLLER), rundir.log_path(data_dir, "controller")
-    try:
-        x0, g0 = (None, 0) if start_from is None else start_params(start_from, spec)
-        if state_path.exists():
-            state = load_state(state_path, cfg, spec)
-            if x0 is not None and not np.array_equal(x0, state.get("x0", np.zeros(spec.n_params))):
-                raise ValueError(f"{state_path}: this search started from {state.get('start_from') or 'zero'}, "
-                                 f"not from --start_from {start_from}; resume without --start_from, or delete "
-                                 "controller/ to start again")
-            if x0 is not None:
-                state.setdefault("start_generation", g0)  # a state saved before the start's generation was kept
-        else:
-            if x0 is not None and g0 >= cfg.generations:
-                raise ValueError(f"--generations {cfg.generations}: --start_from {start_from} was trained to "
-                                 f"generation {g0} already, and generations count on from there; ask for more")
-            state = new_state(cfg, spec, x0)
-            if x0 is not None:
-                state.update(start_from=str(start_from), x0=x0, generation=g0, start_generation=g0)
-    except Exception:
-        agent.close()
-        raise
-    if state["done"] or state["generation"] >= cfg.generations:
-        return out
-    np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator
+    log = rundir.log_path(data_dir, "controller")
     own = evaluator is None
-    if own:
-        evaluator = default_evaluator(EvalSettings.from_config(cfg, training=True), data_dir, cfg.game, cfg.workers,
-                                      agent)
-    es = state["es"]
-    cap = cfg.dream_max_len if cfg.in_dream else cfg.max_steps
-    bar = tqdm(total=cfg.generations, initial=state["generation"], desc=f"C ({EvalSettings.from_config(cfg).mode})",
-               unit="gen", disable=not progress)
     try:
-        while state["generation"] < cfg.generations and not state["done"]:
-            g, t0 = state["generation"], time.time()
-            settings = EvalSettings.from_config(cfg, max_len=state["max_len"], training=True)
-            solutions = es.ask()
-            scores = evaluator.evaluate(settings, generation_jobs(cfg, solutions, g))
-            fitness = np.array([s.mean() for s in scores])
-            es.tell(solutions, (-fitness).tolist())
-            i = int(fitness.argmax())
-            if fitness[i] > state["best_fitness"]:
-                state["best_fitness"], state["best_params"] = float(fitness[i]), np.asarray(solutions[i])
-            row = dict(generation=g + 1, max_len=state["max_len"], fitness_mean=float(fitness.mean()),
-                       fitness_best=float(fitness.max()), fitness_worst=float(fitness.min()),
-                       sigma=float(es.sigma), eval_mean="", eval_std="")
-            if cfg.curriculum and fitness.mean() > state["best_mean_fitness"]:
-                state["max_len"] = min(cap, state["max_len"] + int(cfg.curriculum[1]))
-            state["best_mean_fitness"] = max(state["best_mean_fitness"], float(fitness.mean()))
-            if (g + 1) % cfg.eval_every == 0 or g + 1 == cfg.generations:
-                seeds = [episode_seed(cfg.seed, g, 0, t, EVAL) for t in range(cfg.eval_episodes)]
-                mean_params = np.asarray(es.mean, np.float32)
-                at = EvalSettings.from_config(cfg, max_len=state["max_len"])  # the curriculum may have moved it
-                ev = evaluator.evaluate(at, [(mean_params, seeds)])[0]
-                row.update(eval_mean=float(ev.mean()), eval_std=float(ev.std()))
-                if ev.mean() > state["best_eval"]:
-                    state["best_eval"], state["best_eval_params"] = float(ev.mean()), mean_params
-                target = cfg.target_cumulative_reward
-                if target is not None and ev.mean() >= target:
-                    state["done"] = True
-            row["seconds"] = round(time.time() - t0, 2)
-            state["generation"] = g + 1
-            state["numpy_rng"] = np.random.get_state()
-            if row["eval_mean"] != "":
-                save_mean(data_dir, state, cfg, mean_params, ev)
-            save_state(data_dir, state, cfg)
-            append_csv(log, row)
-            bar.update()
-            bar.set_postfix(best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}")
+        state = starting_state(cfg, data_dir, agent.spec, start_from)
+        if state["rows"]:
+            write_csv(log, state["rows"])  # what the state says: a kill may have come before the log was written
+        if not state["done"] and state["generation"] < cfg.generations:
+            np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator
+            if own:
+                evaluator = default_evaluator(EvalSettings.from_config(cfg, training=True), data_dir, cfg.game,
+                                              cfg.workers, agent)
+            search(cfg, data_dir, state, evaluator, progress)
     finally:
-        bar.close()
-        if own:
+        if own and evaluator is not None:
             evaluator.close()
         agent.close()
-    plot_learning_curve(log, log.parent / "learning_curve.png")
-    return out
+    if state["rows"]:
+        plot_learning_curve(log, log.parent / "learning_curve.png")
+    return rundir.path(data_dir, rundir.CONTROLLER)

@@ -33,11 +33,11 @@ from tqdm.auto import tqdm
 from . import episodes, rundir
 from .config import Config
 from .games import action_dim
-from .io import append_csv, atomic_torch_save, load_checkpoint, load_model
+from .io import atomic_torch_save, load_checkpoint, load_model, write_csv
 from .plots import plot_log
 from .runlock import holds_run_lock
 from .seeding import PICK_COMPONENT, SAMPLE_Z, normal, seed_everything, uniform
-from .vision import load_vision, to_tensor
+from .vision import checkpoint_log, load_vision, to_tensor, weights_digest
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -248,10 +248,12 @@ def sample_mixture(out: MDNOutput, temperature: float, keys: torch.Tensor, step:
 def encode_episodes(data_dir, progress: bool = True, batch: int = 256) -> list[Path]:
     """Encode every episode with the trained V into ``series/`` (mu, logvar, actions, rewards, dones).
 
-    Series already encoded by the same V checkpoint are kept; a re-run after more V training re-encodes.
+    Each series file names the V that encoded it (a digest of V's weights, and V's epoch): series already encoded
+    by the same V are kept, and a re-run after V changed re-encodes. Every file is written atomically, so a run
+    stopped at any moment and run again leaves the same files as one that was not.
     """
     vision, vckpt = load_vision(data_dir)
-    tag = f"{vckpt['id']}:{vckpt['epoch']}"
+    tag = f"{weights_digest(vision)[:16]}:{vckpt['epoch']}"
     files = episodes.list_episodes(data_dir)
     if not files:
         raise FileNotFoundError(f"{episodes.episodes_dir(data_dir)}: no episode files; run `wm rollouts` first")
@@ -374,28 +376,42 @@ def check_compatible(vision_ckpt: dict, memory_ckpt: dict) -> None:
         )
 
 
+def _resume(out: Path, model: Memory, opt, log_path: Path) -> tuple[int, list[dict]]:
+    """(optimiser steps already taken, the log rows so far) from M's checkpoint ``out``, loading M and its
+    optimiser; (0, []) when there is none. The rows are those the checkpoint carries (for a checkpoint of an older
+    version, those of the log.csv beside it)."""
+    if not out.exists():
+        return 0, []
+    ckpt = load_checkpoint(out, "memory checkpoint")
+    if ckpt["arch"] != model.arch():
+        raise ValueError(f"{out}: was made with {ckpt['arch']}, but this run asks for {model.arch()}; "
+                         "use another --data_dir or the same settings")
+    model.load_state_dict(ckpt["model"])
+    if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+        opt.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["step"]), checkpoint_log(ckpt, log_path)
+
+
 @holds_run_lock("wm memory (wmlib.memory.train_memory)")
-def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int = 100) -> Path:
-    """Train M on ``series/`` for cfg.rnn_steps optimiser steps; resumes from ``memory/memory.pt``."""
+def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int | None = None) -> Path:
+    """Train M on ``series/`` for cfg.rnn_steps optimiser steps; resumes from ``memory/memory.pt``.
+
+    Every ``save_every`` steps (default: 100, or a quarter of the run when that is shorter) and at the last one,
+    a log row is added and the checkpoint written with all the rows so far; then ``log.csv`` is rewritten whole
+    from them, and at the end ``loss.png`` is drawn. Every start rewrites ``log.csv`` from the checkpoint and a
+    finished run draws ``loss.png`` again, so a run stopped at any moment and run again leaves the same files.
+    """
     data_dir = Path(data_dir)
     out = rundir.path(data_dir, rundir.MEMORY)
+    log_path = rundir.log_path(data_dir, "memory")
     seed_everything(cfg.seed)
     model = Memory.from_config(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.rnn_lr)
-    step = 0  # optimiser steps already taken (more than 0 when resuming)
+    step, rows = _resume(out, model, opt, log_path)  # optimiser steps already taken, the log so far
     if out.exists():
-        ckpt = load_checkpoint(out, "memory checkpoint")
-        if ckpt["arch"] != model.arch():
-            raise ValueError(f"{out}: was made with {ckpt['arch']}, but this run asks for {model.arch()}; "
-                             "use another --data_dir or the same settings")
-        model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
-            opt.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
-    log_path = rundir.log_path(data_dir, "memory")
+        write_csv(log_path, rows)  # the log the checkpoint holds, whatever a stopped run left
     if step >= cfg.rnn_steps:
-        if log_path.exists() and not (out.parent / "loss.png").exists():  # stopped right after the last save
-            _plot_loss(log_path)
+        _plot_loss(log_path)  # the closing step, again: a run may have stopped right after its last save
         return out
     _, vckpt = load_vision(data_dir)
     check_compatible(vckpt, dict(arch=model.arch(), path=str(out)))
@@ -403,6 +419,7 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
     weights = stream.episode_weights(cfg.recent_share)
     start = step
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.rnn_lr_decay ** (s + start))
+    save_every = save_every or max(1, min(100, cfg.rnn_steps // 4))
     model.train()
     bar = tqdm(range(step, cfg.rnn_steps), desc="M", unit="step", disable=not progress)
     sums, n, t0 = np.zeros(3), 0, time.time()
@@ -420,16 +437,20 @@ def train_memory(cfg: Config, data_dir, progress: bool = True, save_every: int =
         sums += [loss.item(), z_loss.item(), done_loss.item()]
         n += 1
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        last = step + 1 == cfg.rnn_steps
-        if (step + 1) % save_every == 0 or last:
-            append_csv(log_path, dict(step=step + 1, loss=sums[0] / n, z_loss=sums[1] / n, done_loss=sums[2] / n,
-                                      lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
+        if (step + 1) % save_every == 0 or step + 1 == cfg.rnn_steps:
+            mean = [float(x) for x in sums / n]
+            rows.append(dict(step=step + 1, loss=mean[0], z_loss=mean[1], done_loss=mean[2],
+                             lr=float(opt.param_groups[0]["lr"]), seconds=round(time.time() - t0, 2)))
             atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step + 1,
-                                        arch=model.arch(), config=cfg.to_dict(), vision=vckpt["path"]))
+                                        arch=model.arch(), config=cfg.to_dict(), vision=vckpt["path"],
+                                        log=list(rows)))
+            write_csv(log_path, rows)  # after the checkpoint: the checkpoint is what a re-run trusts
             sums, n, t0 = np.zeros(3), 0, time.time()
     _plot_loss(log_path)
     return out
 
 
 def _plot_loss(log_path: Path) -> None:
-    plot_log(log_path, ["loss", "z_loss", "done_loss"], log_path.parent / "loss.png", x="step", title="Memory loss")
+    if log_path.exists():  # (no log: M has taken no step)
+        plot_log(log_path, ["loss", "z_loss", "done_loss"], log_path.parent / "loss.png", x="step",
+                 title="Memory loss")

@@ -1,6 +1,6 @@
 """Trained agents that ship with the source tree, in ``pretrained/NAME/``, and how to make one from a run.
 
-A pretrained directory is a run directory cut down to what playing and exploring need:
+A pretrained directory is a run directory cut down to what playing and exploring need, and nothing else:
 
 | path                          | what                                                                        |
 |-------------------------------|-----------------------------------------------------------------------------|
@@ -18,26 +18,39 @@ A pretrained directory is a run directory cut down to what playing and exploring
 | ``fidelity.json``             | the same controllers in the dream and the real game (``study --fidelity``)  |
 | ``*/log.csv``, ``*.png``      | the training logs and their plots                                           |
 
-Every checkpoint loads with ``torch.load(weights_only=True)``. :func:`install` copies one into a run directory, where
-``wm test`` and the notebooks use it like a run of their own; the files under ``pretrained/`` are never written.
+Agents are shared, so loading one never runs code. :func:`install` copies one into a run directory, where
+``wm test`` and the notebooks use it like a run of their own, and it copies only the files above (:data:`ARTIFACTS`),
+each checked first: every checkpoint loads with ``torch.load(weights_only=True)`` (:func:`wmlib.io.load_checkpoint`),
+every JSON file parses (``config.json`` as the run's settings), every ``.npz`` loads without pickles, every text file
+is UTF-8 and every plot is a PNG. A symbolic link or a special file anywhere in the folder is refused, and so is any
+other file that holds code or a pickle (``.pkl``, ``.py``, ``.so``, ``.pt`` outside the places above, ... or a file
+marked executable), naming it; any other unknown file (a README, ``.DS_Store``) is left out, and one line on stderr
+lists what was. Nothing is written before every file has passed, and the writing happens under the run
+directory's lock (:mod:`wmlib.runlock`). The files under ``pretrained/`` are never written.
 
     python -m wmlib.pretrained RUN_DIR pretrained/NAME     # export a finished run
+
+Export writes exactly these files, and checks the result as :func:`install` will.
 """
 
 from __future__ import annotations
 
 import argparse
-import filecmp
+import io
 import json
-import shutil
+import os
+import re
+import stat
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import episodes, rundir
-from .io import atomic_save, atomic_torch_save, atomic_write_text, load_checkpoint, read_csv
+from .config import Config
+from .io import atomic_save, atomic_torch_save, atomic_write_bytes, atomic_write_text, load_checkpoint, read_csv
 from .plots import plot_learning_curve
+from .runlock import holds_run_lock
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 """Where the shipped agents live: ``pretrained/`` at the top of the source tree."""
@@ -46,62 +59,239 @@ CHECKPOINTS = (rundir.VISION, rundir.MEMORY, rundir.CONTROLLER)
 CURVE = Path("controller/learning_curve.png")
 LOGS = tuple(Path(p) for p in ("vision/log.csv", "vision/reconstructions.png", "memory/log.csv", "memory/loss.png",
                                 "controller/log.csv"))
+ROUND_FILES = (rundir.CONTROLLER, rundir.MEMORY)  # what rounds/round_K/ keeps
+
+ARTIFACTS = tuple((re.compile(pattern), kind) for pattern, kind in (
+    (r"config\.json", "config"),
+    (r"CARD\.md", "text"),
+    (r"(iteration|fidelity)\.json", "object"),
+    (r"test/[A-Za-z0-9_-]+\.json", "object"),
+    (r"temperatures/study\.json", "table"),
+    (r"(vision/vision|memory/memory|controller/controller)\.pt", "checkpoint"),
+    (r"rounds/round_[0-9]+/(controller/controller|memory/memory)\.pt", "checkpoint"),
+    (r"memory/initial_z\.npz", "arrays"),
+    (r"(episodes|series)/ep_[0-9]{6,}\.npz", "arrays"),
+    (r"(vision|memory|controller)/log\.csv", "text"),
+    (r"(vision/reconstructions|memory/loss|controller/learning_curve)\.png", "png"),
+))
+"""The files a pretrained directory may hold (the path relative to it, ``/``-separated) and how each is checked."""
+
+CODE_SUFFIXES = frozenset((".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".ckpt", ".npy", ".py", ".pyc",
+                           ".pyo", ".pyd", ".pyw", ".pyz", ".ipynb", ".so", ".dll", ".dylib", ".exe", ".sh", ".bash",
+                           ".zsh", ".bat", ".cmd", ".ps1", ".jar"))
+"""Files that hold code or a pickle: refused (not merely left out) where no agent file goes, so that a folder
+carrying one is noticed."""
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+INSTALL_COMMAND = "wm test --pretrained (wmlib.pretrained.install)"
+MAKE_ONE = "`python -m wmlib.pretrained RUN_DIR DEST` makes one from a finished run"
 
 
 def available() -> list[str]:
-    """Names of the shipped agents."""
+    """Names of the shipped agents: the folders directly under :data:`ROOT` (not links) holding a config.json."""
     if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in ROOT.iterdir() if (p / rundir.CONFIG).exists())
+    return sorted(p.name for p in ROOT.iterdir()
+                  if p.is_dir() and not p.is_symlink() and _is_plain_file(p / rundir.CONFIG))
 
 
 def pretrained_dir(name: str) -> Path:
-    """The directory of the shipped agent ``name`` (or of a pretrained directory given by its path)."""
-    path = Path(name)
-    if not (path.is_dir() and (path / rundir.CONFIG).exists()):
-        path = ROOT / name
-    if not (path / rundir.CONFIG).exists():
-        names = ", ".join(available()) or "none found"
+    """The folder of the shipped agent ``name``: a plain folder name (no path), of a folder directly under
+    :data:`ROOT` holding a config.json. A folder elsewhere is :func:`agent_dir`'s (``--pretrained_dir``)."""
+    names = ", ".join(available()) or "none found"
+    plain = (isinstance(name, str) and name not in ("", ".", "..") and not name.startswith(".")
+             and not any(c in name for c in ("/", "\\", "\0", os.sep, os.altsep or "/")))
+    if not plain:
+        raise ValueError(f"--pretrained {name}: expected the name of a shipped agent, a folder directly under "
+                         f"{ROOT} (available: {names}); for a folder elsewhere use --pretrained_dir PATH")
+    path = ROOT / name
+    if path.is_symlink():
+        raise ValueError(f"--pretrained {name}: {path} is a symbolic link; a shipped agent is a plain folder")
+    if not (path.is_dir() and os.path.lexists(path / rundir.CONFIG)):  # (a linked config.json: read_agent says so)
         raise FileNotFoundError(
             f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); agents are kept "
-            "in the source repository (install this package from a clone of it), and "
-            "`python -m wmlib.pretrained RUN_DIR pretrained/NAME` makes one from a finished run"
-        )
+            f"in the source repository (install this package from a clone of it), and {MAKE_ONE}")
     return path
 
 
-def files_of(src: Path) -> list[Path]:
-    """Every file of a pretrained directory, relative to it."""
-    return sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+def agent_dir(path) -> Path:
+    """A pretrained directory given by its path (``--pretrained_dir PATH``): a folder holding a config.json."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--pretrained_dir {path}: no such folder; {MAKE_ONE}")
+    if not os.path.lexists(path / rundir.CONFIG):
+        raise FileNotFoundError(f"--pretrained_dir {path}: not a pretrained agent (no {rundir.CONFIG} file in it); "
+                                f"{MAKE_ONE}")
+    return path
 
 
-def install(name: str, data_dir) -> Path:
-    """Copy the shipped agent ``name`` into ``data_dir`` (made if needed) and return it.
+def agent_config(src) -> Config:
+    """The settings of the pretrained directory ``src`` (its config.json, read without following a link)."""
+    path = Path(src) / rundir.CONFIG
+    return Config.from_dict(json.loads(_checked(path, "config")), source=str(path))
 
-    Files already there are kept (so settings and test results made there survive a second install); a
-    ``data_dir`` holding another run stops with an error naming the file, so nothing trained is overwritten.
+
+def files_of(src) -> list[Path]:
+    """Every plain file of a pretrained directory, relative to it (symbolic links are neither listed nor followed)."""
+    src, found = Path(src), []
+    for top, dirs, files in os.walk(src):  # (os.walk does not descend into linked folders)
+        for f in files:
+            if _is_plain_file(Path(top) / f):
+                found.append((Path(top) / f).relative_to(src))
+    return sorted(found)
+
+
+def kind_of(rel) -> str | None:
+    """How the agent file at ``rel`` (relative to its folder) is checked, or None when no agent file goes there."""
+    posix = Path(rel).as_posix()
+    return next((kind for pattern, kind in ARTIFACTS if pattern.fullmatch(posix)), None)
+
+
+def read_agent(src) -> tuple[dict[Path, bytes], list[Path]]:
+    """The agent files of the pretrained directory ``src``, each read once and checked (relative path -> bytes),
+    and the other files, which are left out. Raises ValueError naming the file for a symbolic link, a special file,
+    a file that holds code or a pickle, or an agent file that does not pass its check; FileNotFoundError when
+    config.json or a checkpoint is missing."""
+    src = Path(src)
+    known, ignored = _scan(src)
+    missing = [rel for rel in (Path(rundir.CONFIG), *CHECKPOINTS) if rel not in known]
+    if missing:
+        raise FileNotFoundError(f"{src / missing[0]}: missing; a pretrained agent holds {rundir.CONFIG} and the "
+                                f"checkpoints of V, M and C ({MAKE_ONE})")
+    return {rel: _checked(src / rel, kind_of(rel)) for rel in known}, ignored
+
+
+def install(agent, data_dir) -> Path:
+    """Copy a pretrained agent into ``data_dir`` (made if needed) and return ``data_dir``.
+
+    ``agent`` is the name of a shipped agent (a str, :func:`pretrained_dir`) or the path of a pretrained directory
+    (a :class:`~pathlib.Path`, :func:`agent_dir`). Only the agent files (:data:`ARTIFACTS`) are copied, after every
+    one has passed its check (:func:`read_agent`), and the copying runs under ``data_dir``'s lock. Files already
+    there are kept (so settings and test results made there survive a second install); a ``data_dir`` holding
+    another run stops with an error naming the file, so nothing trained is overwritten.
     """
-    src, data_dir = pretrained_dir(name), Path(data_dir)
-    other = f"choose another --data_dir for the pretrained agent {name!r}"
+    if isinstance(agent, os.PathLike):
+        src, label = agent_dir(agent), str(agent)
+    else:
+        src, label = pretrained_dir(agent), repr(agent)
+    files, ignored = read_agent(src)
+    if ignored:
+        print(f"{src}: left out {len(ignored)} file(s) that are not part of an agent: "
+              f"{', '.join(map(str, ignored))}", file=sys.stderr)
+    return _write(files, data_dir, label)
+
+
+@holds_run_lock(INSTALL_COMMAND)
+def _write(files: dict[Path, bytes], data_dir, label: str) -> Path:
+    """Write the checked ``files`` into ``data_dir`` (under its lock), keeping what is there."""
+    data_dir = Path(data_dir)
+    other = f"choose another --data_dir for the pretrained agent {label}"
     for rel in CHECKPOINTS:
         target = data_dir / rel
-        if target.exists() and not filecmp.cmp(src / rel, target, shallow=False):
+        if target.exists() and target.read_bytes() != files[rel]:
             raise ValueError(f"{target}: this run directory already holds another model; {other}")
     installed = all((data_dir / rel).exists() for rel in CHECKPOINTS)
     if (data_dir / rundir.CONFIG).exists() and not installed:
         raise ValueError(f"{data_dir / rundir.CONFIG}: this run directory already holds another run; {other}")
-    # files already there (the settings, test results made here) are kept
-    todo = [rel for rel in files_of(src) if not (data_dir / rel).exists()]
-    for rel in todo:
-        target = data_dir / rel
-        data = (src / rel).read_bytes()
-        atomic_save(target, lambda f, data=data: f.write(data))
+    # config.json last: a copy cut short (no config.json yet) is finished by installing again
+    order = sorted(files, key=lambda rel: (rel == Path(rundir.CONFIG), rel))
+    for rel in order:
+        if not (data_dir / rel).exists():  # files already there (the settings, test results made here) are kept
+            atomic_write_bytes(data_dir / rel, files[rel])
     return data_dir
+
+
+def _is_plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _scan(src: Path) -> tuple[list[Path], list[Path]]:
+    """The agent files under ``src`` and the other files (both relative), never following a link; refuses links,
+    special files and files that hold code or a pickle where no agent file goes."""
+    known, ignored, folders = [], [], [Path()]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(src / folder) as entries:
+            for entry in entries:
+                rel, mode = folder / entry.name, entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode):
+                    raise ValueError(f"{src / rel}: a symbolic link; a pretrained agent holds plain files only, and "
+                                     "links are never followed")
+                if stat.S_ISDIR(mode):
+                    folders.append(rel)
+                elif not stat.S_ISREG(mode):
+                    raise ValueError(f"{src / rel}: not a plain file; a pretrained agent holds plain files only")
+                elif kind_of(rel):
+                    known.append(rel)
+                elif rel.suffix.lower() in CODE_SUFFIXES or mode & 0o111:
+                    raise ValueError(f"{src / rel}: holds code or a pickle (or is executable) and is no file of a "
+                                     "pretrained agent, which holds weights and data only; remove it")
+                else:
+                    ignored.append(rel)
+    return sorted(known), sorted(ignored)
+
+
+def _checked(path: Path, kind: str) -> bytes:
+    """The bytes of the agent file ``path``, read once without following a link, after its check for ``kind``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            raise ValueError(f"{path}: a symbolic link; a pretrained agent holds plain files only") from None
+        raise OSError(exc.errno, f"{path}: cannot read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        before = os.fstat(f.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise ValueError(f"{path}: not a plain file; a pretrained agent holds plain files only")
+        data = f.read()
+    _check(path, data, kind)
+    if kind == "checkpoint":  # loaded from its path: it must still be the very file read above
+        after = os.lstat(path)
+        if (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns) != \
+                (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns):
+            raise ValueError(f"{path}: changed while it was being read; install again")
+    return data
+
+
+def _check(path: Path, data: bytes, kind: str) -> None:
+    """Raise ValueError naming ``path`` unless ``data`` is a valid file of ``kind`` (see :data:`ARTIFACTS`)."""
+    if kind == "checkpoint":
+        if not isinstance(load_checkpoint(path, "checkpoint of a pretrained agent"), dict):
+            raise ValueError(f"{path}: not a checkpoint (expected a dict of weights and settings)")
+    elif kind in ("config", "object", "table"):
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a JSON file ({exc})") from None
+        expected = list if kind == "table" else dict
+        if not isinstance(value, expected):
+            raise ValueError(f"{path}: expected a JSON {'list' if kind == 'table' else 'object'}, got "
+                             f"{type(value).__name__}")
+        if kind == "config":
+            Config.from_dict(value, source=str(path))  # every setting present and valid, or named
+    elif kind == "arrays":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                for key in arrays.files:
+                    arrays[key]  # noqa: B018 (each array read: an object array, a pickle, is refused here)
+        except Exception as exc:  # a corrupt zip, a pickle, a plain .npy: all mean the same here
+            raise ValueError(f"{path}: not a readable .npz of arrays ({type(exc).__name__}: {exc})") from None
+    elif kind == "text":
+        try:
+            data.decode("utf-8")
+        except ValueError:
+            raise ValueError(f"{path}: not a UTF-8 text file") from None
+    elif kind == "png" and not data.startswith(PNG_SIGNATURE):
+        raise ValueError(f"{path}: not a PNG image")
 
 
 def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None) -> Path:
     """Write the finished run ``data_dir`` as a pretrained directory ``dest`` (weights only, a few episodes), with a
-    CARD.md (:func:`card`; ``command`` is the command that trained it)."""
+    CARD.md (:func:`card`; ``command`` is the command that trained it). Only the files of :data:`ARTIFACTS` are
+    written, each atomically as a plain file, and the result is checked as :func:`install` checks it."""
     data_dir, dest = Path(data_dir), Path(dest)
     for rel in CHECKPOINTS:
         ckpt = load_checkpoint(data_dir / rel, str(rel))
@@ -121,20 +311,21 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
     atomic_save(dest / rundir.INITIAL_Z, lambda f: np.savez_compressed(f, mu=mu, logvar=logvar))
     for f in episodes.list_episodes(data_dir)[:sample_episodes]:
         for sub in ("episodes", "series"):
-            shutil.copyfile(data_dir / sub / f.name, _fresh(dest / sub / f.name))
+            atomic_write_bytes(dest / sub / f.name, (data_dir / sub / f.name).read_bytes())
     clog = rundir.log_path(data_dir, "controller")
     if clog.exists():  # drawn afresh: C writes its plot only when it finishes, and a run may go on after that
-        plot_learning_curve(clog, _fresh(dest / CURVE))
-    for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY, Path(rundir.FIDELITY),
-                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json"))),
-                *(f.relative_to(data_dir) for f in sorted((data_dir / rundir.ROUNDS).glob("round_*/*/*.pt")))]:
-        if (data_dir / rel).exists():
-            shutil.copyfile(data_dir / rel, _fresh(dest / rel))
-    for f in sorted((dest / rundir.TEST).glob("*.json")):  # the controller a test played: within the directory
-        result = json.loads(f.read_text())
+        plot_learning_curve(clog, dest / CURVE)
+    rounds = [(r / rel).relative_to(data_dir) for r in sorted((data_dir / rundir.ROUNDS).glob("round_*"))
+              for rel in ROUND_FILES]
+    tests = [f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json"))]
+    for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY, Path(rundir.FIDELITY), *rounds]:
+        if kind_of(rel) and (data_dir / rel).is_file():
+            atomic_write_bytes(dest / rel, (data_dir / rel).read_bytes())
+    for rel in filter(kind_of, tests):  # the controller a test played: within the directory
+        result = json.loads((data_dir / rel).read_text())
         if "controller" in result:
             result["controller"] = str(CHECKPOINTS[2])
-            atomic_write_text(f, json.dumps(result, indent=2))
+        atomic_write_text(dest / rel, json.dumps(result, indent=2))
     if (data_dir / rundir.ITERATION).exists():  # the source runs are named, not located (paths mean nothing elsewhere)
         record = json.loads((data_dir / rundir.ITERATION).read_text())
         r = record
@@ -143,6 +334,7 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
             r = r.get("previous")
         atomic_write_text(dest / rundir.ITERATION, json.dumps(record, indent=2))
     atomic_write_text(dest / "CARD.md", card(data_dir, command))
+    read_agent(dest)  # what was written is what install takes
     return dest
 
 
@@ -269,11 +461,6 @@ def _num(value, fmt: str = ".2f") -> str:
     return "undefined" if value is None else format(value, fmt)
 
 
-def _fresh(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m wmlib.pretrained",
                                 description="export a finished run directory as a pretrained agent")
@@ -284,7 +471,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         dest = export(args.data_dir, args.dest, args.episodes, args.command)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # (FileNotFoundError is an OSError)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     size = sum((dest / f).stat().st_size for f in files_of(dest))

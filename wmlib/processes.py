@@ -2,12 +2,14 @@
 
 Each worker process loads V and M from the run directory once, when it starts, and runs torch on one thread (two
 processes on two cores, no oversubscription). Real-game jobs go one by one (a candidate's trials stay together);
-dream jobs go as one group per worker, each a batched dream.
+dream jobs go as one group per worker, each a batched dream. A worker exits (with the games it started) as soon as
+the process that started it is gone, killed or not (:func:`wmlib.rollouts.exit_with_parent`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -15,12 +17,14 @@ from pathlib import Path
 import torch
 
 from .agent import Agent, Evaluator, assemble_tasks, plan_tasks, run_jobs, split_evenly, task_jobs
+from .rollouts import exit_with_parent
 
 _WORKER_AGENT: Agent | None = None
 
 
-def _init_worker(data_dir: str, game: str):
+def _init_worker(data_dir: str, game: str, parent: int):
     global _WORKER_AGENT
+    exit_with_parent(parent)
     torch.set_num_threads(1)  # one thread per worker process: no oversubscription
     _WORKER_AGENT = Agent.from_run(data_dir, game)
 
@@ -47,7 +51,7 @@ class ProcessPoolEvaluator(Evaluator):
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.data_dir, self.game))
+                                   initargs=(self.data_dir, self.game, os.getpid()))
 
     def evaluate(self, settings, jobs):
         jobs = list(jobs)

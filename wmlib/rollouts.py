@@ -4,11 +4,19 @@ The random policy holds each random action for hold_min..hold_max frames (paper:
 for CarRacing is our choice, so that the car actually drives and skids instead of jittering in place). Doom episodes
 shorter than ``min_frames`` are dropped and replaced (paper: 100). Every episode is seeded from (run seed, index,
 attempt) and written atomically to its own file; a re-run skips the episodes already on disk.
+
+Worker processes (here and in :mod:`wmlib.processes`) die with the process that started them
+(:func:`exit_with_parent`), and a rollout worker writes an episode only while that process still holds the run
+directory's lock.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -19,7 +27,7 @@ from tqdm.auto import tqdm
 from . import episodes
 from .config import Config
 from .games import make_env
-from .runlock import holds_run_lock
+from .runlock import holds_run_lock, lock_path, read_lock
 from .seeding import ROLLOUT, episode_seed
 
 
@@ -59,11 +67,78 @@ def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: in
     return episode
 
 
+PARENT_POLL_SECONDS = 0.25
+
+
+def exit_with_parent(parent: int, poll: float = PARENT_POLL_SECONDS) -> None:
+    """In a worker process started by process ``parent``: exit once that process is gone (within ``poll`` seconds,
+    at once if it already is), killing this worker's own child processes (a ViZDoom game) first.
+
+    A daemon thread watches :func:`os.getppid`, which changes when the parent dies (the worker is then adopted by
+    another process). Linux's PR_SET_PDEATHSIG is not used: it fires when the *thread* that started the worker
+    ends, and a spawn-context ProcessPoolExecutor starts its workers from whichever thread submits work, so a pool
+    used from a short-lived thread would lose its workers while its process lives on.
+    """
+    if os.getppid() != parent:
+        exit_orphaned()
+    threading.Thread(target=_watch_parent, args=(parent, poll), name="wm-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int, poll: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    exit_orphaned()
+
+
+def exit_orphaned() -> None:
+    """Kill this process's children, then exit at once (no cleanup: the run directory is no longer ours)."""
+    for pid in _child_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # already gone
+            pass
+    os._exit(1)
+
+
+def _child_pids() -> list[int]:
+    """The pids of this process's children, from /proc (none where there is no /proc)."""
+    me, children = os.getpid(), []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:  # fields: state, ppid, ...
+            children.append(int(entry))
+    return children
+
+
 _ENV = None
+_PARENT: int | None = None  # in a rollout worker: the pid of the process that started it (and holds the lock)
 
 
-def _worker_init():
+def _worker_init(parent: int):
+    global _PARENT
+    _PARENT = parent
+    exit_with_parent(parent)
     torch.set_num_threads(1)
+
+
+def _check_lock(data_dir) -> None:
+    """In a rollout worker, before an episode is written: the parent is alive and still holds the run's lock."""
+    if _PARENT is None:
+        return  # in-process: collect_rollouts holds the lock itself
+    if os.getppid() != _PARENT:
+        exit_orphaned()
+    holder = read_lock(data_dir)
+    if holder is None or holder.get("pid") != _PARENT:
+        raise RuntimeError(f"{lock_path(data_dir)}: the run directory's lock is no longer held by the process "
+                           f"that started this rollout worker (pid {_PARENT}); episode not written")
 
 
 def _collect_one(args) -> tuple[int, int, float]:
@@ -80,6 +155,7 @@ def _collect_one(args) -> tuple[int, int, float]:
             break
     meta = dict(game=cfg.game, seed=seed, index=index, attempt=attempt, renderer=cfg.renderer,
                 policy="random", score=float(ep["rewards"].sum()))
+    _check_lock(data_dir)
     episodes.save_episode(episodes.episode_path(data_dir, index), meta=meta, **ep)
     return index, len(ep["frames"]), float(ep["rewards"].sum())
 
@@ -104,7 +180,8 @@ def collect_rollouts(cfg: Config, data_dir, workers: int | None = None, progress
                 _ENV = None
     else:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             for _ in pool.map(_collect_one, jobs):  # a dead worker raises BrokenProcessPool, never hangs
                 bar.update()
     bar.close()

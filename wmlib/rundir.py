@@ -11,7 +11,7 @@
 | ``memory/memory.pt``, ``log.csv`` | memory                      | M                                                  |
 | ``memory/initial_z.npz``        | a pretrained agent            | the dream's first frames (mu, logvar)              |
 | ``controller/controller.pt``    | evolution                     | C's parameters                                     |
-| ``controller/es_state.pkl``, ``log.csv`` | evolution            | CMA-ES state and log                               |
+| ``controller/es_state.npz``, ``log.csv`` | evolution            | CMA-ES state (no pickle) and log                   |
 | ``controller/means/gen_NNNN.pt`` | evolution                    | the CMA-ES mean of each evaluated generation       |
 | ``test/scores.json``            | play (``wm test``)            | real-game scores                                   |
 | ``temperatures/study.json``     | study                         | the temperature study                              |
@@ -38,7 +38,7 @@ FRAMES = Path("vision") / "frames.u8"  # V's training frames, uncompressed (epis
 MEMORY = Path("memory") / "memory.pt"
 INITIAL_Z = Path("memory") / "initial_z.npz"
 CONTROLLER = Path("controller") / "controller.pt"
-ES_STATE = Path("controller") / "es_state.pkl"
+ES_STATE = Path("controller") / "es_state.npz"  # wmlib.esstate: data only, loading runs no code
 MEANS = Path("controller") / "means"  # the CMA-ES mean of every evaluated generation, gen_NNNN.pt
 TEST = Path("test")
 STUDY = Path("temperatures") / "study.json"
@@ -70,11 +70,12 @@ def load_config(data_dir) -> Config:
         raise FileNotFoundError(f"{p}: not a run directory (no {CONFIG})")
     try:
         values = json.loads(p.read_text())
-        if not isinstance(values, dict):
-            raise ValueError(f"expected a JSON object of settings, got {type(values).__name__}")
-        return Config.from_dict(values)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{p}: not a valid run config ({exc})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: not a valid run config (not JSON: {exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{p}: not a valid run config (expected a JSON object of settings, got "
+                         f"{type(values).__name__})")
+    return Config.from_dict(values, source=str(p))  # a missing, unknown or bad setting is named
 
 
 def share_world_model(src, dst, with_episodes: bool = False) -> Path:

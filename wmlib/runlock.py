@@ -13,6 +13,9 @@ restarted) is noticed and taken over, so nobody ever has to delete it by hand af
 
 Only the process that called :func:`run_lock` holds the lock; the worker processes it starts do not take it
 (another process asking for the lock, a child included, is refused while the holder runs).
+
+Taking the lock also removes the temporary files (``.NAME.XXXX.tmp``) that a killed atomic write left in the
+directory: nobody else writes there while the lock is held.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from .io import remove_stale_tmp
 
 LOCK_NAME = ".lock"
 FRESH_SECONDS = 1.0
@@ -83,6 +88,12 @@ def run_lock(data_dir, command: str) -> Iterator[dict]:
         else:  # (an entry made by the parent this process was forked from is not ours)
             held = _Held(pid=os.getpid(), record=_acquire(path, command))
             _held[key] = held
+            try:
+                remove_stale_tmp(data_dir)  # what a killed command's atomic writes left behind
+            except BaseException:
+                del _held[key]
+                _release(path, held.record)
+                raise
     try:
         yield dict(held.record)
     finally:
@@ -91,6 +102,12 @@ def run_lock(data_dir, command: str) -> Iterator[dict]:
             if held.depth == 0:
                 del _held[key]
                 _release(path, held.record)
+
+
+def holds_lock(data_dir) -> bool:
+    """Whether this process holds ``data_dir``'s lock now (inside :func:`run_lock` on it)."""
+    held = _held.get(str(lock_path(Path(data_dir).resolve())))
+    return held is not None and held.pid == os.getpid()
 
 
 def holds_run_lock(command: str, argument: str = "data_dir"):
@@ -262,4 +279,4 @@ def _release(path: Path, mine: dict) -> None:
             os.unlink(path)
 
 
-__all__ = ["LOCK_NAME", "RunDirectoryLocked", "lock_path", "process_start_time", "read_lock", "run_lock"]
+__all__ = ["LOCK_NAME", "RunDirectoryLocked", "holds_lock", "lock_path", "process_start_time", "read_lock", "run_lock"]

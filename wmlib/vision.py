@@ -6,13 +6,15 @@ Parameters: 4,348,547 for N_z = 32 and 4,446,915 for N_z = 64, as in the paper.
 
 Training reads batches of frames shuffled across all episodes from disk (:class:`wmlib.episodes.FrameStore`), so
 memory does not grow with the number of episodes; a checkpoint is written every few hundred batches and a re-run
-resumes from it.
+resumes from it. The checkpoint carries the training log, and ``log.csv`` is rewritten from it, so a run killed at any
+moment and run again leaves the same files as one that was not (up to the log's wall-clock ``seconds``).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import episodes, rundir
 from .config import Config
-from .io import append_csv, atomic_torch_save, load_checkpoint, load_model
+from .io import atomic_torch_save, load_checkpoint, load_model, write_csv
 from .plots import plot_frames, save_figure
 from .runlock import holds_run_lock
 from .seeding import seed_everything
@@ -89,21 +91,67 @@ def vae_loss(recon, x, mu, logvar, kl_tolerance: float = 0.5):
 
 
 def load_vision(data_dir_or_file) -> tuple[Vision, dict]:
-    """The trained V and its checkpoint record (config, epoch, id, path) from a run directory or a vision.pt file."""
+    """The trained V and its checkpoint record (config, epoch, log, path) from a run directory or a vision.pt file."""
     path = Path(data_dir_or_file)
     if path.is_dir():
         path = rundir.path(path, rundir.VISION)
     return load_model(path, "vision checkpoint", lambda ckpt: Vision(int(ckpt["config"]["z_dim"])))
 
 
+def weights_digest(model: nn.Module) -> str:
+    """A SHA-256 of a model's weights (names, dtypes, shapes and values): the same digest, the same model."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_log(ckpt: dict, log_path: Path) -> list[dict]:
+    """The log rows a checkpoint carries; a checkpoint of an older version without them keeps the rows of the
+    log.csv beside it (as text, written back unchanged)."""
+    if "log" in ckpt:
+        return [dict(r) for r in ckpt["log"]]
+    if not log_path.exists():
+        return []
+    with open(log_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _resume(out: Path, cfg: Config, model: Vision, opt, log_path: Path) -> dict:
+    """Where the last run stopped (epochs done, batches of the next epoch done, its running sums so far, the log
+    rows of the epochs done), loading V and its optimiser from ``out``; a fresh start when there is none."""
+    at = dict(epoch=0, batch=0, sums=np.zeros(3), frames=0, seconds=0.0, torch_rng=None, log=[])
+    if not out.exists():
+        return at
+    ckpt = load_checkpoint(out, "vision checkpoint")
+    if int(ckpt["config"]["z_dim"]) != cfg.z_dim:
+        raise ValueError(
+            f"{out}: was trained with z_dim={ckpt['config']['z_dim']}, but --z_dim is {cfg.z_dim}; "
+            "use another --data_dir or the same z_dim"
+        )
+    model.load_state_dict(ckpt["model"])
+    if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+        opt.load_state_dict(ckpt["optimizer"])
+    at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
+                                           if k in ckpt})
+    at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
+    at["log"] = checkpoint_log(ckpt, log_path)
+    return at
+
+
 @holds_run_lock("wm vision (wmlib.vision.train_vision)")
-def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int = 200) -> Path:
+def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int | None = None) -> Path:
     """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set).
 
     Every epoch visits all their frames in a random order (shuffled across the whole data set: they are read from
     a :class:`wmlib.episodes.FrameStore`, written once). The checkpoint ``vision/vision.pt`` is written every
-    ``save_every`` batches and at the end of each epoch; a run that was stopped resumes from it, at the same batch,
-    with the same numbers as one that was not.
+    ``save_every`` batches (default: 200, or a third of an epoch when that is shorter) and at the end of each
+    epoch; a run that was stopped resumes from it, at the same batch, with the same numbers as one that was not.
+
+    The checkpoint carries the log's rows: ``log.csv`` is rewritten whole from it after each epoch's checkpoint
+    (and at every start), then ``reconstructions.png``; a run stopped between those writes does them on the next
+    start, so the files agree with the checkpoint whenever it was stopped.
     """
     data_dir = Path(data_dir)
     files = episodes.list_episodes(data_dir)
@@ -112,69 +160,70 @@ def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int =
     if cfg.vae_episodes > 0:
         files = files[: cfg.vae_episodes]
     out = rundir.path(data_dir, rundir.VISION)
+    log_path = rundir.log_path(data_dir, "vision")
     seed_everything(cfg.seed)
     model = Vision(cfg.z_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.vae_lr)
-    # where the last run stopped: epochs done, batches of the next epoch done, its running sums so far
-    at = dict(epoch=0, batch=0, sums=np.zeros(3), frames=0, seconds=0.0, torch_rng=None)
-    run_id = uuid.uuid4().hex
+    at = _resume(out, cfg, model, opt, log_path)
     if out.exists():
-        ckpt = load_checkpoint(out, "vision checkpoint")
-        if int(ckpt["config"]["z_dim"]) != cfg.z_dim:
-            raise ValueError(
-                f"{out}: was trained with z_dim={ckpt['config']['z_dim']}, but --z_dim is {cfg.z_dim}; "
-                "use another --data_dir or the same z_dim"
-            )
-        model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
-            opt.load_state_dict(ckpt["optimizer"])
-        run_id = ckpt["id"]
-        at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
-                                               if k in ckpt})
-        at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
+        write_csv(log_path, at["log"])  # the log the checkpoint holds, whatever a stopped run left
+        if at["epoch"] > 0 and at["batch"] == 0:  # the last epoch finished: its closing step, again
+            save_reconstructions(model, files[0], out.parent / "reconstructions.png")
     if at["epoch"] >= cfg.vae_epochs:
         return out
     store = episodes.FrameStore.build(files, rundir.path(data_dir, rundir.FRAMES), progress=progress)
-    log_path = rundir.log_path(data_dir, "vision")
     n_batches = -(-len(store) // cfg.vae_batch)
-
-    def save(epoch: int, batch: int, sums, frames: int, seconds: float) -> None:
-        atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=epoch, batch=batch,
-                                    sums=torch.as_tensor(sums), frames=frames, seconds=seconds,
-                                    torch_rng=torch.get_rng_state(), id=run_id, config=cfg.to_dict()))
-
+    save_every = save_every or max(1, min(200, n_batches // 3))
     for epoch in range(at["epoch"], cfg.vae_epochs):
-        model.train()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        skip, sums, n, seconds = 0, np.zeros(3), 0, 0.0
-        if epoch == at["epoch"] and at["batch"] > 0:  # resume inside this epoch
-            skip, sums, n, seconds = at["batch"], at["sums"], int(at["frames"]), float(at["seconds"])
-            torch.set_rng_state(at["torch_rng"])
-        t0 = time.time() - seconds
-        bar = tqdm(total=n_batches, initial=skip, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch",
-                   disable=not progress)
-        for b, indices in enumerate(store.batch_indices(cfg.vae_batch, rng)):
-            if b < skip:
-                continue
-            x = to_tensor(store.read(indices))
-            recon, mu, logvar = model(x)
-            loss, r_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += [loss.item() * len(x), r_loss.item() * len(x), kl.item() * len(x)]
-            n += len(x)
-            bar.update()
-            bar.set_postfix(loss=f"{sums[0] / n:.1f}")
-            if (b + 1) % save_every == 0 and b + 1 < n_batches:
-                save(epoch, b + 1, sums, n, time.time() - t0)
-        bar.close()
-        save(epoch + 1, 0, np.zeros(3), 0, 0.0)
-        append_csv(log_path, dict(epoch=epoch + 1, frames=n, loss=sums[0] / n, r_loss=sums[1] / n, kl=sums[2] / n,
-                                  seconds=round(time.time() - t0, 2)))
+        row = _train_epoch(cfg, model, opt, store, epoch, at, save_every,
+                           lambda **state: _save(out, model, opt, cfg, at["log"], **state), progress)
+        at["log"].append(row)
+        _save(out, model, opt, cfg, at["log"], epoch=epoch + 1, batch=0, sums=np.zeros(3), frames=0, seconds=0.0)
+        write_csv(log_path, at["log"])
         save_reconstructions(model, files[0], out.parent / "reconstructions.png")
     return out
+
+
+def _save(out: Path, model: Vision, opt, cfg: Config, log: list[dict], **state) -> None:
+    """V's checkpoint: weights, optimiser, where in training it stands (``state``), the log rows so far."""
+    atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=state["epoch"],
+                                batch=state["batch"], sums=torch.as_tensor(state["sums"]), frames=state["frames"],
+                                seconds=state["seconds"], torch_rng=torch.get_rng_state(), log=list(log),
+                                config=cfg.to_dict()))
+
+
+def _train_epoch(cfg: Config, model: Vision, opt, store, epoch: int, at: dict, save_every: int, save,
+                 progress: bool) -> dict:
+    """One epoch (or the rest of the one ``at`` stopped in), saving every ``save_every`` batches; its log row."""
+    model.train()
+    n_batches = -(-len(store) // cfg.vae_batch)
+    rng = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    skip, sums, n, seconds = 0, np.zeros(3), 0, 0.0
+    if epoch == at["epoch"] and at["batch"] > 0:  # resume inside this epoch
+        skip, sums, n, seconds = at["batch"], at["sums"], int(at["frames"]), float(at["seconds"])
+        torch.set_rng_state(at["torch_rng"])
+    t0 = time.time() - seconds
+    bar = tqdm(total=n_batches, initial=skip, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch",
+               disable=not progress)
+    for b, indices in enumerate(store.batch_indices(cfg.vae_batch, rng)):
+        if b < skip:
+            continue
+        x = to_tensor(store.read(indices))
+        recon, mu, logvar = model(x)
+        loss, r_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += [loss.item() * len(x), r_loss.item() * len(x), kl.item() * len(x)]
+        n += len(x)
+        bar.update()
+        bar.set_postfix(loss=f"{sums[0] / n:.1f}")
+        if (b + 1) % save_every == 0 and b + 1 < n_batches:
+            save(epoch=epoch, batch=b + 1, sums=sums, frames=n, seconds=time.time() - t0)
+    bar.close()
+    loss, r_loss, kl = (float(x) for x in sums / n)
+    return dict(epoch=epoch + 1, frames=int(n), loss=loss, r_loss=r_loss, kl=kl, seconds=round(time.time() - t0, 2))
 
 
 def save_reconstructions(model: Vision, episode_file, png_path, n: int = 8) -> None:

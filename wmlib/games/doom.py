@@ -4,11 +4,19 @@ The scenario is ViZDoom's bundled ``take_cover.cfg``: fireballs come from the fa
 left or right; the reward is +1 for every tic survived. As in the paper an episode ends on death or after 2100 tics
 (60 seconds of game time). The game runs headless (no window, no display needed). No HUD is rendered, so the whole
 160x120 RGB screen is resized to 64x64.
+
+ViZDoom's engine writes its own files where it starts: its settings (``_vizdoom.ini``) and a folder
+``_vizdoom/``. Each environment gives its engine a private temporary folder for them (removed by ``close``), so the
+game runs from any working directory, a read-only one included, and leaves nothing in it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import tempfile
+import threading
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +39,53 @@ def preprocess_screen(screen: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(screen).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR), dtype=np.uint8)
 
 
+_CLONE_FS = 0x200  # unshare(2): this thread's working directory becomes its own
+_CHDIR_LOCK = threading.Lock()
+
+
+def start_in(folder: str, init) -> None:
+    """Call ``init`` (which starts the engine's process) so that the process starts in ``folder``, where the engine
+    makes its files. On Linux ``init`` runs in a thread of its own whose working directory alone is changed;
+    elsewhere (or where that is not allowed) the whole process's is, for the call, under a lock."""
+    if sys.platform.startswith("linux") and _start_in_own_thread(folder, init):
+        return
+    with _CHDIR_LOCK:
+        here = os.getcwd()
+        os.chdir(folder)
+        try:
+            init()
+        finally:
+            os.chdir(here)
+
+
+def _start_in_own_thread(folder: str, init) -> bool:
+    """``init()`` in a new thread that has a working directory of its own (``unshare(CLONE_FS)``), ``folder``;
+    False, with nothing done, where the system refuses such a thread."""
+    outcome = []
+
+    def run():
+        try:
+            own = ctypes.CDLL(None, use_errno=True).unshare(_CLONE_FS) == 0
+        except (OSError, AttributeError):  # no C library to ask, or one without unshare
+            own = False
+        if not own:
+            outcome.append(False)
+            return
+        try:
+            os.chdir(folder)
+            init()
+            outcome.append(True)
+        except BaseException as exc:  # raised again in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="vizdoom-start")
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class DoomTakeCoverWM(gym.Env):
     """Take Cover with 64x64 observations and the paper's one-number action.
 
@@ -47,20 +102,33 @@ class DoomTakeCoverWM(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._game = None
+        self._files = None  # the engine's own files: a temporary folder while the game runs
         self._screen = np.zeros((120, 160, 3), np.uint8)
         self._t = 0
 
     def _start(self):
+        self._files = tempfile.TemporaryDirectory(prefix="wm-vizdoom-", ignore_cleanup_errors=True)
         game = vzd.DoomGame()
         game.load_config(os.path.join(vzd.scenarios_path, "take_cover.cfg"))
+        game.set_doom_config_path(os.path.join(self._files.name, "_vizdoom.ini"))
         game.set_window_visible(False)
         game.set_sound_enabled(False)
         game.set_screen_format(vzd.ScreenFormat.RGB24)
         game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
         game.set_mode(vzd.Mode.PLAYER)
         game.set_episode_timeout(0)  # we truncate at max_steps ourselves
-        game.init()
+        try:
+            start_in(self._files.name, game.init)
+        except BaseException:
+            self._files.cleanup()
+            self._files = None
+            raise
         self._game = game
+
+    @property
+    def engine_folder(self) -> str | None:
+        """The temporary folder where the running engine keeps its own files (None while it is not running)."""
+        return self._files.name if self._files is not None else None
 
     def _observe(self) -> np.ndarray:
         state = self._game.get_state()
@@ -99,3 +167,6 @@ class DoomTakeCoverWM(gym.Env):
         if self._game is not None:
             self._game.close()
             self._game = None
+        if self._files is not None:
+            self._files.cleanup()
+            self._files = None
