@@ -12,8 +12,9 @@ way through the modules; each imports only from the lines below its own (pyproje
 
     cli | notebook                      the `wm` command; the notebooks' helpers
     widgets                             the notebooks' widgets (explorer, players, the dream game)
-    study                               experiments on a trained run (temperature, dream fidelity)
+    study | compare | average           experiments on a trained run; controllers side by side; averaged
     play | iterate | pretrained         `wm test`; iterative training; shipped agents
+    card                                an exported agent's CARD.md
     evolution                           CMA-ES over C
     evaluators                          the evaluator factory
     processes | distributed             local worker processes; Dask workers
@@ -26,10 +27,10 @@ way through the modules; each imports only from the lines below its own (pyproje
     rollouts                            the random policy
     runlock                             one command at a time per run directory
     rundir                              where every artifact lives
-    episodes                            the episode file format
+    episodes                            the episode file format; M's training windows
     config                              settings and presets
     plots                               figures and GIFs (from arrays only)
-    io | seeding | games                atomic files; seeds; the two games
+    io | seeding | games | esstate      atomic files; seeds; the two games; CMA-ES state as data
 """
 
 __version__ = "0.1.0"

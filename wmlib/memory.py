@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import episodes, rundir
+from .episodes import SeriesStream  # (M's training windows; read there)
 from .config import Config
 from .games import action_dim
 from .io import atomic_torch_save, load_checkpoint, load_model, write_csv
@@ -282,80 +283,6 @@ def encode_episodes(data_dir, progress: bool = True, batch: int = 256) -> list[P
 # --------------------------------------------------------------------------------------------------------------
 # Training M
 # --------------------------------------------------------------------------------------------------------------
-
-
-class SeriesStream:
-    """All series concatenated into one stream, cut into training windows of seq_len + 1 steps.
-
-    With a restart flag (Doom), windows start anywhere, as in one long stream of play; without one (CarRacing),
-    inside an episode (uniformly, early enough to fit when it can). A window that runs past an episode's end
-    continues into the next one, where the restart flag is 1 and the z loss is masked.
-    """
-
-    def __init__(self, files, z_dim: int):
-        if not files:
-            raise FileNotFoundError("no encoded series; run the encoding step (`wm memory`) first")
-        parts = {k: [] for k in ("mu", "logvar", "actions", "dones", "restart")}
-        self.starts, self.lengths, self.rounds = [], [], []
-        total = 0
-        for f in files:
-            s = episodes.load_series(f)
-            if s["mu"].shape[1] != z_dim:
-                raise ValueError(f"{f}: series have z_dim={s['mu'].shape[1]} but the model expects {z_dim}")
-            n = len(s["mu"])
-            restart = np.zeros(n, np.float32)
-            restart[0] = 1.0
-            for k in ("mu", "logvar", "actions", "dones"):
-                parts[k].append(s[k])
-            parts["restart"].append(restart)
-            self.starts.append(total)
-            self.lengths.append(n)
-            self.rounds.append(int(s["meta"].get("round", 0)))  # wm iterate's episodes carry their round
-            total += n
-        self.data = {k: torch.as_tensor(np.concatenate(v)) for k, v in parts.items()}
-        self.data["dones"] = self.data["dones"].float()
-        self.total = total
-        self.starts, self.lengths, self.rounds = np.array(self.starts), np.array(self.lengths), np.array(self.rounds)
-
-    def episode_weights(self, recent_share: float = 0.0) -> np.ndarray | None:
-        """Probabilities of drawing a window from each episode: the latest round's episodes (``wm iterate``)
-        together get ``recent_share``, the rest ``1 - recent_share``, each in proportion to its length. None (every
-        episode in proportion to its length) when ``recent_share`` is 0 or there is no earlier round to weigh
-        against."""
-        if recent_share <= 0:
-            return None
-        recent = self.rounds == self.rounds.max()
-        if self.rounds.max() == 0 or recent.all():
-            return None
-        length = self.lengths.astype(np.float64)
-        return np.where(recent, length / length[recent].sum() * recent_share,
-                        length / length[~recent].sum() * (1.0 - recent_share))
-
-    def batch(self, rng: np.random.Generator, batch_size: int, seq_len: int, anywhere: bool = False,
-              weights: np.ndarray | None = None) -> dict:
-        """A dict of (B, seq_len + 1, ...) tensors; z is re-sampled from mu, logvar every call.
-
-        ``anywhere``: windows start at any step of the stream (for a model with the restart flag, which sees where
-        episodes begin; this is also how the done head sees episode ends in a fair share of windows). Otherwise a
-        window starts inside an episode, early enough to fit in it when it can.
-        ``weights``: :meth:`episode_weights`, the chance that a window starts in each episode (None: in proportion
-        to the episodes' lengths).
-        """
-        if anywhere and weights is None:
-            start = rng.integers(0, self.total, size=batch_size)
-        elif anywhere:
-            ep = rng.choice(len(self.starts), size=batch_size, p=weights)
-            start = self.starts[ep] + (rng.random(batch_size) * self.lengths[ep]).astype(np.int64)
-        else:
-            p = self.lengths / self.lengths.sum() if weights is None else weights
-            ep = rng.choice(len(self.starts), size=batch_size, p=p)
-            room = np.maximum(self.lengths[ep] - seq_len - 1, 0)
-            start = self.starts[ep] + (rng.random(batch_size) * (room + 1)).astype(np.int64)
-        idx = torch.as_tensor((start[:, None] + np.arange(seq_len + 1)[None, :]) % self.total)
-        out = {k: v[idx] for k, v in self.data.items()}
-        eps = torch.as_tensor(rng.standard_normal(out["mu"].shape, dtype=np.float32))
-        out["z"] = out.pop("mu") + torch.exp(0.5 * out.pop("logvar")) * eps
-        return out
 
 
 def load_memory(data_dir_or_file) -> tuple[Memory, dict]:
