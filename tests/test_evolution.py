@@ -206,6 +206,17 @@ def test_a_state_that_names_a_signals_file_is_refused(run_copy):
         train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
 
 
+@pytest.mark.parametrize("option, value", [("verb_log", 1), ("verbose", 1)])
+def test_a_state_that_asks_pycma_to_log_is_refused(run_copy, option, value):
+    d = run_copy("DoomTakeCover")
+    path = d / rundir.ES_STATE
+    state = esstate.load(path)
+    dict.__setitem__(state["es"].opts, option, value)  # pycma would write data files where the state says
+    atomic_write_bytes(path, esstate.dumps(state))
+    with pytest.raises(ValueError, match=rf"^{path}: asks pycma to log or print \({{'{option}': {value}}}\)"):
+        train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
+
+
 def test_a_damaged_state_is_refused_naming_it(run_copy):
     d = run_copy("DoomTakeCover")
     path = d / rundir.ES_STATE

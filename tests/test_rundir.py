@@ -32,7 +32,7 @@ def test_load_config_errors_name_the_file(tmp_path):
             rundir.load_config(tmp_path)
     saved = make_config("DoomTakeCover", "smoke").to_dict()
     path.write_text(json.dumps(dict(saved, pop=0)))
-    with pytest.raises(ValueError, match=f"{path}: not a valid run config"):
+    with pytest.raises(ValueError, match=f"^{path}: 'pop' must be an integer >= 2, got 0 \\(the setting of --pop\\)$"):
         rundir.load_config(tmp_path)
     path.write_text(json.dumps(dict(saved, pop=6)))
     assert rundir.load_config(tmp_path).pop == 6

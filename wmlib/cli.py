@@ -265,6 +265,16 @@ def check_artifacts(cfg: Config, data_dir: Path, given: dict) -> None:
                                  "or use another --data_dir (config.json is unchanged)")
 
 
+def evaluator_kind(args) -> str | None:
+    """Where `wm controller` scores candidates, as its flags say (None: the default for the game and mode)."""
+    kind, scheduler = getattr(args, "evaluator", None), getattr(args, "scheduler", None)
+    if scheduler or getattr(args, "tls", None) is not None:
+        if kind not in (None, "dask"):
+            raise ValueError(f"--scheduler and --tls go with --evaluator dask, not --evaluator {kind}")
+        kind = "dask"
+    return kind
+
+
 def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
     progress = not args.quiet
     if stage == "rollouts":
@@ -276,11 +286,7 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
         encode_episodes(data_dir, progress=progress)
         print(f"memory: {train_memory(cfg, data_dir, progress=progress)}")
     elif stage == "controller":
-        evaluator, kind, scheduler = None, getattr(args, "evaluator", None), getattr(args, "scheduler", None)
-        if scheduler or getattr(args, "tls", None) is not None:
-            if kind not in (None, "dask"):
-                raise ValueError(f"--scheduler and --tls go with --evaluator dask, not --evaluator {kind}")
-            kind = "dask"
+        evaluator, kind, scheduler = None, evaluator_kind(args), getattr(args, "scheduler", None)
         if kind:
             evaluator = make_evaluator(kind, data_dir, cfg.game, cfg.workers, scheduler=scheduler,
                                        tls=getattr(args, "tls", None))
@@ -345,6 +351,7 @@ def main(argv=None) -> int:
         return iterate.run(args)
     try:
         cfg, data_dir = resolve_config(args)  # every value checked: a bad flag never reaches config.json
+        evaluator_kind(args)  # contradictory flags are named before anything else
         if agent_source(args) is None:
             check_inputs(args.command, data_dir, getattr(args, "policy", "controller"))
         if args.command == "run":

@@ -84,6 +84,9 @@ def new_state(cfg: Config, spec: ControllerSpec, x0=None) -> dict:
                 best_mean_fitness=-np.inf, done=False, numpy_rng=np.random.get_state(), start_from=None, rows=[])
 
 
+QUIET = {"verb_log": 0, "verb_disp": 0, "verb_plot": 0, "verbose": -9}  # pycma's options in every state saved here
+
+
 def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
     """The saved CMA-ES state (numpy's global random state restored with it), checked against this run's
     controller and population."""
@@ -95,6 +98,9 @@ def load_state(path: Path, cfg: Config, spec: ControllerSpec) -> dict:
     if state["es"].opts.get("signals_filename"):
         raise ValueError(f"{path}: names a pycma signals file ({state['es'].opts['signals_filename']!r:.80}), whose "
                          "options pycma would evaluate as Python; `wm controller` keeps none")
+    chatty = {k: state["es"].opts.get(k) for k in QUIET if state["es"].opts.get(k) != QUIET[k]}
+    if chatty:  # pycma would write its data files (where the file says) or print
+        raise ValueError(f"{path}: asks pycma to log or print ({chatty!r:.120}); `wm controller` keeps it quiet")
     if state["spec"] != spec.to_dict():
         raise ValueError(f"{path}: saved for controller {state['spec']}, but this run has {spec.to_dict()}")
     if state["es"].popsize != cfg.pop:
