@@ -325,7 +325,7 @@ def plan(cfg: Config, data_dir: Path) -> str:
         f"  4 controller CMA-ES {where}: {cfg.generations} generations of {cfg.pop} candidates x {cfg.trials} "
         "episodes",
         f"  5 test       {cfg.test_rollouts} held-out real episodes, then the random policy on the same ones",
-        "  the README's Results give the wall time of each preset on a 2-core CPU",
+        "  docs/results-doom.md and docs/results-carracing.md give the wall times measured on a 2-core CPU",
     ])
 
 

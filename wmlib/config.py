@@ -2,7 +2,7 @@
 
 Where a number comes from is said next to it: **paper** (Ha & Schmidhuber 2018), **code** (the authors' original
 implementation, where it differs from the paper) or **ours** (a choice of this package, usually for speed).
-The README's Presets section puts the four presets side by side.
+docs/pipeline.md's Presets section puts the four presets side by side.
 
 Presets:
 
@@ -350,7 +350,7 @@ JOINT_RULES: list[tuple[Callable[[Config], bool], str]] = [
 ]
 
 
-# The paper's per-game numbers (World Models, Sec. 3-4 and the appendix; the README lists them beside the presets).
+# The paper's per-game numbers (World Models, Sec. 3-4 and the appendix; docs/pipeline.md lists them beside the presets).
 GAME_DEFAULTS = {
     "CarRacing-v3": dict(
         z_dim=32, hidden_dim=256, max_frames=1000, min_frames=0, predict_done=False, restart_flag=False,
@@ -379,7 +379,7 @@ PRESET_OVERRIDES = {
             test_rollouts=100,
         ),
     },
-    # Doom's dream-trained agent on 2 CPU cores in an afternoon (README, "Reproducing the paper's Doom result").
+    # Doom's dream-trained agent on 2 CPU cores in an afternoon (docs/results-doom.md).
     # The architecture, CMA-ES settings, temperature and dream are the paper's; less data and compute go into V and
     # M, and V learns faster (a higher learning rate) because it sees ~10x fewer batches than the paper's. M: 3500
     # steps of 64 x 100 (a step takes ~1 s on 2 cores). This dream is exploitable; four rounds of the paper's

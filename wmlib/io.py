@@ -57,6 +57,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # (mkstemp makes it readable by its owner only)
             _crash_point(path, "create")
             f.write(data)
             f.flush()
