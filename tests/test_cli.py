@@ -130,3 +130,14 @@ def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--scheduler and --tls go with --evaluator dask" in err and "Traceback" not in err
     assert not (d / "controller").exists()
+
+
+@pytest.mark.parametrize("stage, rel", [("vision", "vision/vision.pt"), ("memory", "memory/memory.pt")])
+def test_a_checkpoint_of_another_structure_is_named_when_a_stage_resumes(run_copy, stage, rel):
+    from wmlib.io import atomic_torch_save
+
+    d = run_copy("DoomTakeCover")
+    atomic_torch_save(d / rel, {"weights": torch.zeros(3)})  # a valid, checksummed file of the wrong structure
+    proc = wm(stage, "--data_dir", d, "--quiet", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"wm {stage}: error: {d / rel}: not a {stage} checkpoint of this version")

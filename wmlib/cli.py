@@ -256,7 +256,9 @@ def check_artifacts(cfg: Config, data_dir: Path, given: dict) -> None:
         path = rundir.path(data_dir, rel)
         if not path.exists() or (only_with is not None and not rundir.path(data_dir, only_with).exists()):
             continue
-        made = load_checkpoint(path, str(rel)).get("config") or {}
+        ckpt = load_checkpoint(path, str(rel))
+        made = ckpt.get("config") if isinstance(ckpt, dict) else None
+        made = made if isinstance(made, dict) else {}  # (a wrong structure is named by the stage that reads it)
         for field in fields:
             if field in made and made[field] != getattr(cfg, field):
                 said = (f"{flag_name(field)} {getattr(cfg, field)}" if field in given else

@@ -34,7 +34,7 @@ from . import episodes, rundir
 from .episodes import SeriesStream  # (M's training windows; read there)
 from .config import Config
 from .games import action_dim
-from .io import atomic_torch_save, load_checkpoint, load_model, write_csv
+from .io import atomic_torch_save, checkpoint_structure, load_checkpoint, load_model, write_csv
 from .plots import plot_log
 from .runlock import holds_run_lock
 from .seeding import PICK_COMPONENT, SAMPLE_Z, normal, seed_everything, uniform
@@ -310,13 +310,16 @@ def _resume(out: Path, model: Memory, opt, log_path: Path) -> tuple[int, list[di
     if not out.exists():
         return 0, []
     ckpt = load_checkpoint(out, "memory checkpoint")
-    if ckpt["arch"] != model.arch():
-        raise ValueError(f"{out}: was made with {ckpt['arch']}, but this run asks for {model.arch()}; "
+    with checkpoint_structure(out, "memory checkpoint"):
+        arch = ckpt["arch"]
+    if arch != model.arch():
+        raise ValueError(f"{out}: was made with {arch}, but this run asks for {model.arch()}; "
                          "use another --data_dir or the same settings")
-    model.load_state_dict(ckpt["model"])
-    if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
-        opt.load_state_dict(ckpt["optimizer"])
-    return int(ckpt["step"]), checkpoint_log(ckpt, log_path)
+    with checkpoint_structure(out, "memory checkpoint"):  # a wrong structure is named, not a KeyError
+        model.load_state_dict(ckpt["model"])
+        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+            opt.load_state_dict(ckpt["optimizer"])
+        return int(ckpt["step"]), checkpoint_log(ckpt, log_path)
 
 
 @holds_run_lock("wm memory (wmlib.memory.train_memory)")

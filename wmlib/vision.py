@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import episodes, rundir
 from .config import Config
-from .io import atomic_torch_save, load_checkpoint, load_model, write_csv
+from .io import atomic_torch_save, checkpoint_structure, load_checkpoint, load_model, write_csv
 from .plots import plot_frames, save_figure
 from .runlock import holds_run_lock
 from .seeding import seed_everything
@@ -125,18 +125,19 @@ def _resume(out: Path, cfg: Config, model: Vision, opt, log_path: Path) -> dict:
     if not out.exists():
         return at
     ckpt = load_checkpoint(out, "vision checkpoint")
-    if int(ckpt["config"]["z_dim"]) != cfg.z_dim:
-        raise ValueError(
-            f"{out}: was trained with z_dim={ckpt['config']['z_dim']}, but --z_dim is {cfg.z_dim}; "
-            "use another --data_dir or the same z_dim"
-        )
-    model.load_state_dict(ckpt["model"])
-    if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
-        opt.load_state_dict(ckpt["optimizer"])
-    at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
-                                           if k in ckpt})
-    at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
-    at["log"] = checkpoint_log(ckpt, log_path)
+    with checkpoint_structure(out, "vision checkpoint"):
+        z_dim = int(ckpt["config"]["z_dim"])
+    if z_dim != cfg.z_dim:
+        raise ValueError(f"{out}: was trained with z_dim={z_dim}, but --z_dim is {cfg.z_dim}; "
+                         "use another --data_dir or the same z_dim")
+    with checkpoint_structure(out, "vision checkpoint"):  # a wrong structure is named, not a KeyError
+        model.load_state_dict(ckpt["model"])
+        if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
+            opt.load_state_dict(ckpt["optimizer"])
+        at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
+                                               if k in ckpt})
+        at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
+        at["log"] = checkpoint_log(ckpt, log_path)
     return at
 
 
