@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import RESULTS, Timer, arg_parser, machine, median, write_results  # first: wmlib from a checkout
 from PIL import Image
 
-from common import RESULTS, Timer, arg_parser, machine, median, write_results  # first: wmlib from a checkout
 from wmlib.games.carracing_render import RENDERERS, make_carracing, preprocess_frame
 
 

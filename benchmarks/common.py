@@ -1,10 +1,11 @@
 """What the benchmark scripts share: making ``wmlib`` importable from a checkout, the results folder, the machine
-facts every results file records, medians, timing, writing a results file, and a smoke-scale run to measure.
+facts every results file records (and the device's name), medians, timing (and waiting for a GPU's work), writing a
+results file, and a smoke-scale run to measure.
 
 Each script imports it before anything from ``wmlib``. Run as ``python benchmarks/<name>.py`` (from any directory),
 Python puts this folder first on ``sys.path``, so ``from common import ...`` finds this module; importing it puts
 the checkout's root on ``sys.path`` when ``wmlib`` is not installed. Nothing from ``wmlib`` is imported here, except
-``wmlib.cli`` inside :func:`smoke_run`.
+``wmlib.devices`` inside :func:`device_name` and ``wmlib.cli`` inside :func:`smoke_run`.
 """
 
 from __future__ import annotations
@@ -76,8 +77,14 @@ def torch_version() -> str:
     return torch.__version__ if torch is not None else importlib.metadata.version("torch")
 
 
-def machine(torch_threads=None, *, with_torch: bool | None = None, omp_wait_policy: bool = False,
-            load: list[float] | None = None, **extra) -> dict:
+def machine(
+    torch_threads=None,
+    *,
+    with_torch: bool | None = None,
+    omp_wait_policy: bool = False,
+    load: list[float] | None = None,
+    **extra,
+) -> dict:
     """The machine facts a results file records: CPU count, torch threads (``torch_threads``, when given: a number,
     a list or a note) and torch's version (when ``with_torch``, by default when ``torch_threads`` is given), the
     Python version, ``OMP_WAIT_POLICY`` (when ``omp_wait_policy``), the load average at the end (``load``, or taken
@@ -93,6 +100,26 @@ def machine(torch_threads=None, *, with_torch: bool | None = None, omp_wait_poli
     facts["load_average_at_end"] = load if load is not None else load_average()
     facts.update(extra)
     return facts
+
+
+def device_name(device: str = "cpu") -> str:
+    """The device a results file records, from a ``--device`` value: the GPU's name (``cuda:0: NVIDIA H100 ...``), or
+    ``cpu: <processor>`` (:func:`wmlib.devices.name`)."""
+    from wmlib import devices  # (wmlib only once this module has made it importable)
+
+    return devices.name(device)
+
+
+def synchronize(device) -> None:
+    """Wait until ``device`` has done the work queued on it: a GPU's timing must end when its work does, not when
+    the work was queued (nothing to wait for on the CPU)."""
+    import torch  # (only the scripts that time torch work call this)
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def write_results(path, result: dict) -> Path:

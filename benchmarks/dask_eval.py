@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, Timer, arg_parser, machine, median, smoke_run, write_results  # first: wmlib from a checkout
 from distributed import get_task_stream
 
-from common import RESULTS, Timer, arg_parser, machine, median, smoke_run, write_results  # first: wmlib from a checkout
+from wmlib.agent import Agent, EvalSettings, plan_tasks, run_jobs, task_jobs
 from wmlib.distributed import DaskEvaluator
-from wmlib.agent import plan_tasks, task_jobs
-from wmlib.agent import Agent, EvalSettings, run_jobs
 from wmlib.seeding import TRAIN, episode_seed
 
 
@@ -50,8 +49,13 @@ def _noop(i):
 
 def generation(agent: Agent, pop: int, trials: int, seed: int = 0, scale: float = 0.5):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(0, scale, agent.spec.n_params).astype(np.float32),
-             [episode_seed(seed, 0, i, t, TRAIN) for t in range(trials)]) for i in range(pop)]
+    return [
+        (
+            rng.normal(0, scale, agent.spec.n_params).astype(np.float32),
+            [episode_seed(seed, 0, i, t, TRAIN) for t in range(trials)],
+        )
+        for i in range(pop)
+    ]
 
 
 def time_inprocess(agent, settings, jobs, repeats):
@@ -140,10 +144,15 @@ def main(argv=None) -> int:
     p.add_argument("--max_len", type=int, default=150, help="longest real-game episode")
     p.add_argument("--dream_pop", type=int, default=64, help="candidates in the dream generation")
     p.add_argument("--dream_len", type=int, default=100, help="longest dream episode")
-    p.add_argument("--workers", default="1,2", help="cluster sizes to time (\"\": none, e.g. for --tls_compare alone)")
+    p.add_argument("--workers", default="1,2", help='cluster sizes to time ("": none, e.g. for --tls_compare alone)')
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--tls_compare", type=int, default=2, metavar="N",
-                   help="workers of the TLS and plain clusters compared side by side (0: no comparison)")
+    p.add_argument(
+        "--tls_compare",
+        type=int,
+        default=2,
+        metavar="N",
+        help="workers of the TLS and plain clusters compared side by side (0: no comparison)",
+    )
     p.add_argument("--out", default=str(RESULTS / "dask_eval.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # like each worker: the comparison is one process against worker processes
@@ -164,19 +173,29 @@ def main(argv=None) -> int:
         steps = int(sum(s.sum() for s in here))  # Doom's reward is +1 per step survived
         result = dict(
             benchmark="controller evaluation on a local Dask cluster (127.0.0.1, TLS, one-thread worker processes)",
-            config=dict(game="DoomTakeCover", run=str(data_dir) if args.data_dir else "wm run --preset smoke",
-                        real=dict(pop=args.pop, trials=args.trials, max_len=args.max_len, episodes=episodes,
-                                  steps_played=steps),
-                        dream=dict(pop=args.dream_pop, trials=args.trials, max_len=args.dream_len),
-                        repeats=args.repeats),
-            in_process=dict(real_generation_s=median(walls, 3), real_generation_runs=[round(w, 3) for w in walls],
-                            episode_s=round(median(walls) / episodes, 4),
-                            step_ms=round(1000 * median(walls) / max(1, steps), 3),
-                            dream_generation_s=median(dwalls, 3)),
+            config=dict(
+                game="DoomTakeCover",
+                run=str(data_dir) if args.data_dir else "wm run --preset smoke",
+                real=dict(
+                    pop=args.pop, trials=args.trials, max_len=args.max_len, episodes=episodes, steps_played=steps
+                ),
+                dream=dict(pop=args.dream_pop, trials=args.trials, max_len=args.dream_len),
+                repeats=args.repeats,
+            ),
+            in_process=dict(
+                real_generation_s=median(walls, 3),
+                real_generation_runs=[round(w, 3) for w in walls],
+                episode_s=round(median(walls) / episodes, 4),
+                step_ms=round(1000 * median(walls) / max(1, steps), 3),
+                dream_generation_s=median(dwalls, 3),
+            ),
             dask={},
         )
-        print(f"in-process: real generation {median(walls, 3):.2f} s ({episodes} episodes, {steps} steps), "
-              f"dream generation {median(dwalls, 3):.2f} s", flush=True)
+        print(
+            f"in-process: real generation {median(walls, 3):.2f} s ({episodes} episodes, {steps} steps), "
+            f"dream generation {median(dwalls, 3):.2f} s",
+            flush=True,
+        )
         for n in sizes:
             t0 = time.perf_counter()
             with DaskEvaluator(agent, workers=n) as ev:
@@ -205,26 +224,32 @@ def main(argv=None) -> int:
                     dream_batches=ev.batches,
                     real_identical_to_in_process=all(np.array_equal(a, b) for a, b in zip(r["scores"], here)),
                     dream_identical_to_same_batching=np.concatenate(d["scores"]).tolist() == flat_batched.tolist(),
-                    dream_max_abs_diff_to_one_batch=float(np.abs(np.concatenate(d["scores"])
-                                                                 - np.concatenate(dhere)).max()),
+                    dream_max_abs_diff_to_one_batch=float(
+                        np.abs(np.concatenate(d["scores"]) - np.concatenate(dhere)).max()
+                    ),
                 )
                 result["dask"][f"{n}_workers"] = entry
-                print(f"dask, {n} worker(s): real generation {entry['real_generation_s']:.2f} s "
-                      f"(first {entry['real_first_generation_s']:.2f} s), {r['tasks']} tasks of "
-                      f"{per_task_episodes:g} episodes, task {entry['task_compute_s']:.3f} s + overhead "
-                      f"{entry['overhead_per_task_s']:.3f} s; empty task {entry['empty_task_round_trip_ms']:.1f} ms; "
-                      f"dream {entry['dream_generation_s']:.2f} s; identical: {entry['real_identical_to_in_process']}",
-                      flush=True)
+                print(
+                    f"dask, {n} worker(s): real generation {entry['real_generation_s']:.2f} s "
+                    f"(first {entry['real_first_generation_s']:.2f} s), {r['tasks']} tasks of "
+                    f"{per_task_episodes:g} episodes, task {entry['task_compute_s']:.3f} s + overhead "
+                    f"{entry['overhead_per_task_s']:.3f} s; empty task {entry['empty_task_round_trip_ms']:.1f} ms; "
+                    f"dream {entry['dream_generation_s']:.2f} s; identical: {entry['real_identical_to_in_process']}",
+                    flush=True,
+                )
         if args.tls_compare > 0:
             c = tls_cost(agent, dict(real=(real, jobs), dream=(dream, djobs)), args.tls_compare, args.repeats)
             result["tls_vs_plain"] = c
-            print(f"TLS vs plain TCP, {c['workers']} worker(s): real generation {c['tls']['real_generation_s']:.3f} "
-                  f"vs {c['plain']['real_generation_s']:.3f} s ({c['real_tls_cost_ms']:+.1f} ms), dream "
-                  f"{c['tls']['dream_generation_s']:.3f} vs {c['plain']['dream_generation_s']:.3f} s "
-                  f"({c['dream_tls_cost_ms']:+.1f} ms), empty task {c['tls']['empty_task_round_trip_ms']:.2f} vs "
-                  f"{c['plain']['empty_task_round_trip_ms']:.2f} ms; cluster start {c['tls']['cluster_start_s']:.2f} "
-                  f"vs {c['plain']['cluster_start_s']:.2f} s (certificate {c['certificate_s']:.3f} s); "
-                  f"identical scores: {c['real_identical'] and c['dream_identical']}", flush=True)
+            print(
+                f"TLS vs plain TCP, {c['workers']} worker(s): real generation {c['tls']['real_generation_s']:.3f} "
+                f"vs {c['plain']['real_generation_s']:.3f} s ({c['real_tls_cost_ms']:+.1f} ms), dream "
+                f"{c['tls']['dream_generation_s']:.3f} vs {c['plain']['dream_generation_s']:.3f} s "
+                f"({c['dream_tls_cost_ms']:+.1f} ms), empty task {c['tls']['empty_task_round_trip_ms']:.2f} vs "
+                f"{c['plain']['empty_task_round_trip_ms']:.2f} ms; cluster start {c['tls']['cluster_start_s']:.2f} "
+                f"vs {c['plain']['cluster_start_s']:.2f} s (certificate {c['certificate_s']:.3f} s); "
+                f"identical scores: {c['real_identical'] and c['dream_identical']}",
+                flush=True,
+            )
         agent.close()
     if len(sizes) > 1 and f"{sizes[0]}_workers" in result["dask"]:
         a, b = result["dask"][f"{sizes[0]}_workers"], result["dask"][f"{sizes[-1]}_workers"]
@@ -232,8 +257,9 @@ def main(argv=None) -> int:
         result["speedup_dream"] = round(a["dream_generation_s"] / b["dream_generation_s"], 2)
     import dask
 
-    result["machine"] = machine(with_torch=True, dask=dask.__version__,
-                               smoke_run_made_s=round(made.wall, 1) if not args.data_dir else None)
+    result["machine"] = machine(
+        with_torch=True, dask=dask.__version__, smoke_run_made_s=round(made.wall, 1) if not args.data_dir else None
+    )
     out = write_results(args.out, result)
     print(f"wrote {out}")
     return 0

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, Timer, arg_parser, machine, median, smoke_run, write_results  # first: wmlib
+
 from wmlib import rundir
 from wmlib.agent import Agent, EvalSettings
 from wmlib.evolution import generation_jobs, load_state
@@ -43,8 +43,13 @@ def first_generation(agent: Agent, pop: int, trials: int) -> list:
     rng = np.random.default_rng(0)
     drive = np.zeros(agent.spec.n_params, np.float32)
     drive[-2] = 0.5  # the gas output's bias: the car moves, as a trained one does
-    return [(drive + rng.normal(0, 0.1, agent.spec.n_params).astype(np.float32),
-             [episode_seed(0, 0, i, t, TRAIN) for t in range(trials)]) for i in range(pop)]
+    return [
+        (
+            drive + rng.normal(0, 0.1, agent.spec.n_params).astype(np.float32),
+            [episode_seed(0, 0, i, t, TRAIN) for t in range(trials)],
+        )
+        for i in range(pop)
+    ]
 
 
 def next_generation(run: Path, agent: Agent) -> tuple[list, int, dict]:
@@ -53,8 +58,11 @@ def next_generation(run: Path, agent: Agent) -> tuple[list, int, dict]:
     state = load_state(rundir.path(run, rundir.ES_STATE), cfg, agent.spec)
     np.random.set_state(state["numpy_rng"])  # pycma draws from numpy's global generator, as in training
     solutions = state["es"].ask()
-    return generation_jobs(cfg, solutions, state["generation"]), state["generation"], \
-        dict(pop=cfg.pop, trials=cfg.trials, max_len=cfg.max_steps, early_stop=cfg.early_stop)
+    return (
+        generation_jobs(cfg, solutions, state["generation"]),
+        state["generation"],
+        dict(pop=cfg.pop, trials=cfg.trials, max_len=cfg.max_steps, early_stop=cfg.early_stop),
+    )
 
 
 def main(argv=None):
@@ -82,7 +90,7 @@ def main(argv=None):
         times = {v: [] for v in variants}
         fitness = {}
         with ProcessPoolEvaluator(run, "CarRacing-v3", workers=2) as ev:
-            for name, kw in variants.items():  # warm up: the workers load V and M, torch makes its kernels
+            for kw in variants.values():  # warm up: the workers load V and M, torch makes its kernels
                 ev.evaluate(EvalSettings(mode="real", max_len=20, **kw), jobs[:2])
             for _ in range(args.repeats):
                 for name, kw in variants.items():
@@ -92,17 +100,35 @@ def main(argv=None):
                     times[name].append(t.wall)
                     fitness[name] = float(np.mean([s.mean() for s in scores]))
     base = median(times["whole"]) if "whole" in times else None
-    rows = [dict(variant=v, seconds=median(ts), runs=ts, mean_fitness=fitness[v],
-                 speedup=(base / median(ts)) if base else None) for v, ts in times.items()]
+    rows = [
+        dict(
+            variant=v,
+            seconds=median(ts),
+            runs=ts,
+            mean_fitness=fitness[v],
+            speedup=(base / median(ts)) if base else None,
+        )
+        for v, ts in times.items()
+    ]
     where = f"generation {generation + 1} of {args.run}" if args.run else "first-generation-like candidates"
-    print(f"one generation of {pop} candidates x {trials} episodes x up to {max_len} frames ({where}), "
-          "2 worker processes")
+    print(
+        f"one generation of {pop} candidates x {trials} episodes x up to {max_len} frames ({where}), 2 worker processes"
+    )
     print(f"{'configuration':12s} {'seconds':>8s} {'speed-up':>9s} {'mean fitness':>13s}")
     for r in rows:
         speedup = f"{r['speedup']:.2f}x" if r["speedup"] else ""
         print(f"{r['variant']:12s} {r['seconds']:8.1f} {speedup:>9s} {r['mean_fitness']:13.1f}")
-    out = dict(benchmark="generation", candidates=where, pop=pop, trials=trials, max_len=max_len,
-               repeats=args.repeats, seconds=round(time.time() - t0, 1), results=rows, machine=machine(1))
+    out = dict(
+        benchmark="generation",
+        candidates=where,
+        pop=pop,
+        trials=trials,
+        max_len=max_len,
+        repeats=args.repeats,
+        seconds=round(time.time() - t0, 1),
+        results=rows,
+        machine=machine(1),
+    )
     write_results(args.out, out)
     print(f"load average {out['machine']['load_average_at_end']}; wrote {args.out}")
 

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 import torch
-
 from common import RESULTS, Timer, arg_parser, machine, median, write_results  # first: wmlib from a checkout
+
 from wmlib.agent import Agent, EvalSettings
 from wmlib.games import make_env
 from wmlib.memory import Memory
@@ -95,19 +95,34 @@ def bench_game(game: str, trials: int, max_len: int, repeats: int) -> dict:
         if not np.allclose(rewards, scores):
             raise RuntimeError(f"{game}: the replay did not reproduce the episodes ({rewards} vs {scores})")
         steps = int(lengths.sum())
-        runs.append(dict(env_steps=steps, play_wall=play_wall, play_cpu=play_cpu, game_wall=game_wall,
-                         game_cpu=game_cpu, overhead_wall=(play_wall - game_wall) / game_wall,
-                         overhead_cpu=(play_cpu - game_cpu) / game_cpu))
+        runs.append(
+            dict(
+                env_steps=steps,
+                play_wall=play_wall,
+                play_cpu=play_cpu,
+                game_wall=game_wall,
+                game_cpu=game_cpu,
+                overhead_wall=(play_wall - game_wall) / game_wall,
+                overhead_cpu=(play_cpu - game_cpu) / game_cpu,
+            )
+        )
     agent.close()
     med = {k: median(r[k] for r in runs) for k in runs[0]}
-    return dict(game=game, trials=trials, max_len=max_len, z_dim=z_dim, hidden_dim=hidden,
-                env_steps=int(med["env_steps"]),
-                game_ms_per_step=1e3 * med["game_wall"] / med["env_steps"],
-                agent_ms_per_step=1e3 * (med["play_wall"] - med["game_wall"]) / med["env_steps"],
-                overhead_wall=med["overhead_wall"], overhead_cpu=med["overhead_cpu"],
-                game_cpu_ms_per_step=1e3 * med["game_cpu"] / med["env_steps"],
-                agent_cpu_ms_per_step=1e3 * (med["play_cpu"] - med["game_cpu"]) / med["env_steps"],
-                repeats=runs)
+    return dict(
+        game=game,
+        trials=trials,
+        max_len=max_len,
+        z_dim=z_dim,
+        hidden_dim=hidden,
+        env_steps=int(med["env_steps"]),
+        game_ms_per_step=1e3 * med["game_wall"] / med["env_steps"],
+        agent_ms_per_step=1e3 * (med["play_wall"] - med["game_wall"]) / med["env_steps"],
+        overhead_wall=med["overhead_wall"],
+        overhead_cpu=med["overhead_cpu"],
+        game_cpu_ms_per_step=1e3 * med["game_cpu"] / med["env_steps"],
+        agent_cpu_ms_per_step=1e3 * (med["play_cpu"] - med["game_cpu"]) / med["env_steps"],
+        repeats=runs,
+    )
 
 
 def main(argv=None):
@@ -125,13 +140,22 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     t0 = time.time()
     results = [bench_game(g, args.trials, args.max_len, args.repeats) for g in args.games]
-    print(f"{'game':14s} {'env steps':>9s} {'game ms/step':>12s} {'agent ms/step':>13s} {'overhead':>9s} "
-          f"{'overhead (CPU time)':>19s}")
+    print(
+        f"{'game':14s} {'env steps':>9s} {'game ms/step':>12s} {'agent ms/step':>13s} {'overhead':>9s} "
+        f"{'overhead (CPU time)':>19s}"
+    )
     for r in results:
-        print(f"{r['game']:14s} {r['env_steps']:9d} {r['game_ms_per_step']:12.3f} {r['agent_ms_per_step']:13.3f} "
-              f"{100 * r['overhead_wall']:8.0f}% {100 * r['overhead_cpu']:18.0f}%")
-    out = dict(benchmark="real_eval", quick=args.quick, seconds=round(time.time() - t0, 1), results=results,
-               machine=machine(torch.get_num_threads()))
+        print(
+            f"{r['game']:14s} {r['env_steps']:9d} {r['game_ms_per_step']:12.3f} {r['agent_ms_per_step']:13.3f} "
+            f"{100 * r['overhead_wall']:8.0f}% {100 * r['overhead_cpu']:18.0f}%"
+        )
+    out = dict(
+        benchmark="real_eval",
+        quick=args.quick,
+        seconds=round(time.time() - t0, 1),
+        results=results,
+        machine=machine(torch.get_num_threads()),
+    )
     write_results(args.out, out)
     print(f"load average {out['machine']['load_average_at_end']}; wrote {args.out}")
 

@@ -4,13 +4,17 @@
     WM_SMOKE=1 python notebooks/build_course.py          # the tiny smoke scale (what the tests build)
     python notebooks/build_course.py --executed DIR      # from notebooks already executed (DIR/01_mdn_toy.ipynb, ...)
     python notebooks/build_course.py --notebooks 01 02   # only some of them
+    python notebooks/build_course.py --publish site      # and copy the site into site/, ready to publish as it is
 
-Open ``_build/course/_build/html/index.html`` (``--out`` moves it). Each exercise cell shows its worked solution
-(from ``notebooks/solutions/``) under a line saying so, so that the cells after it run as a learner's would; the
-notebooks themselves keep the stubs. After the notebooks come the pages of ``docs/`` (results, the pipeline, ...) as
-chapters, with the agents' cards and the files those pages link to copied beside them, so that every relative link
-resolves in the site as it does on GitHub. Widgets need a live kernel: in the site they appear as they were drawn last,
-or not at all. Needs the ``site`` extra (``pip install -e '.[site]'``: Jupyter Book 1, built on Sphinx and MyST-NB).
+Open ``_build/course/_build/html/index.html`` (``--out`` moves it). ``--publish DIR`` copies the built site into
+``DIR`` (replacing what is there) with a ``.nojekyll`` file, so that GitHub Pages serves Sphinx's ``_static`` folder:
+push ``DIR``'s content to a ``gh-pages`` branch, or put it on any static web server. Each exercise cell shows its
+worked solution (from ``notebooks/solutions/``) under a line saying so, so that the cells after it run as a learner's
+would; the notebooks themselves keep the stubs. After the notebooks come the pages of ``docs/`` (results, the
+pipeline, ...) as chapters, with the agents' cards and the files those pages link to copied beside them, so that every
+relative link resolves in the site as it does on GitHub. Widgets need a live kernel: in the site they appear as they
+were drawn last, or not at all. Needs the ``site`` extra (``pip install -e '.[site]'``: Jupyter Book 1, built on
+Sphinx and MyST-NB).
 """
 
 from __future__ import annotations
@@ -30,9 +34,21 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NOTEBOOKS = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
 DOCS = REPO / "docs"
+# A notebook's link to a docs page: ../docs/ beside notebooks/, docs/ in the site.
+DOCS_LINK = re.compile(r"\]\(\.\./docs/")
 # The pages of docs/, in the order the site shows them (every docs/*.md is one; tests/test_docs.py checks it).
-DOC_PAGES = ["course", "results-doom", "results-carracing", "choosing-controllers", "pipeline", "performance", "dask",
-             "architecture"]
+DOC_PAGES = [
+    "course",
+    "results-doom",
+    "results-carracing",
+    "choosing-controllers",
+    "full-scale",
+    "pipeline",
+    "settings",
+    "performance",
+    "dask",
+    "architecture",
+]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")  # a markdown link or image: its target
 SOLVED = "# A worked solution (notebooks/solutions/{stem}/{name}.py): in the notebook, this cell is yours to write.\n"
 
@@ -51,6 +67,7 @@ sphinx:
   config:
     nb_execution_raise_on_error: true
     nb_execution_show_tb: true
+    myst_heading_anchors: 3  # links to a section of a page (page.md#a-heading) resolve, as on GitHub
     html_show_copyright: false
     suppress_warnings: ["mystnb.unknown_mime_type"]
 """
@@ -59,8 +76,9 @@ INTRO = """\
 # World Models, notebook-first
 
 A course on Ha & Schmidhuber's [World Models](https://arxiv.org/abs/1803.10122) (2018; interactive version at
-[worldmodels.github.io](https://worldmodels.github.io)), in eight notebooks: the two toy problems behind M and C
-first, then the whole agent on ViZDoom Take Cover and CarRacing, trained in the real game and inside M's dream.
+[worldmodels.github.io](https://worldmodels.github.io)), in {count} notebooks: the finished agents at play first,
+then the two toy problems behind M and C, then the whole agent on ViZDoom Take Cover and CarRacing, trained in the
+real game and inside M's dream, and last an experiment of your own.
 
 This site shows every notebook as it ran when the site was built{scale}, with the exercises filled in by their worked
 solutions. To run them yourself, move the widgets and write the exercises, install the package and open
@@ -100,8 +118,10 @@ def select(prefixes=None) -> list[Path]:
     chosen = [p for p in NOTEBOOKS if any(p.stem.startswith(x) for x in prefixes)]
     unknown = [x for x in prefixes if not any(p.stem.startswith(x) for p in NOTEBOOKS)]
     if unknown:
-        raise FileNotFoundError(f"--notebooks {' '.join(unknown)}: no such notebook in {HERE} "
-                                f"(there are {', '.join(p.stem for p in NOTEBOOKS)})")
+        raise FileNotFoundError(
+            f"--notebooks {' '.join(unknown)}: no such notebook in {HERE} "
+            f"(there are {', '.join(p.stem for p in NOTEBOOKS)})"
+        )
     return chosen
 
 
@@ -117,6 +137,9 @@ def stage(source: Path, executed: Path | None, notebooks: list[Path]) -> None:
             nb = nbformat.read(done, as_version=4)
         else:
             nb = solved(path)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = DOCS_LINK.sub("](docs/", cell.source)
         nbformat.write(nb, source / path.name)
         rows.append(f"| [{title(nb)}]({path.stem}) | {_objective(nb)} |")
     shutil.copytree(HERE / "solutions", source / "solutions", dirs_exist_ok=True)
@@ -124,7 +147,9 @@ def stage(source: Path, executed: Path | None, notebooks: list[Path]) -> None:
     doc_rows = [f"- [{_md_title(DOCS / f'{page}.md')}](docs/{page}.md)" for page in DOC_PAGES]
     smoke = os.environ.get("WM_SMOKE") == "1"
     scale = " (at the tiny smoke scale)" if smoke else ""
-    (source / "intro.md").write_text(INTRO.format(rows="\n".join(rows), doc_rows="\n".join(doc_rows), scale=scale))
+    (source / "intro.md").write_text(
+        INTRO.format(rows="\n".join(rows), doc_rows="\n".join(doc_rows), scale=scale, count=len(notebooks))
+    )
     (source / "_config.yml").write_text(CONFIG.format(execute="off" if executed is not None else "force"))
     (source / "_toc.yml").write_text(toc(notebooks, sections))
 
@@ -190,7 +215,7 @@ def _objective(nb) -> str:
             lines = cell.source.splitlines()
             for i, line in enumerate(lines):
                 if line.startswith("**You will learn**"):
-                    for item in lines[i + 1:]:
+                    for item in lines[i + 1 :]:
                         if item.startswith(("- ", "* ")):
                             return item[2:].strip().replace("|", "\\|")
     return ""
@@ -217,23 +242,45 @@ def build(out: Path, executed: Path | None = None, notebooks=None) -> Path:
     log = out / "build.log"
     log.write_text(proc.stdout + proc.stderr)
     index = out / "_build" / "html" / "index.html"
-    failed = [line for line in (proc.stdout + proc.stderr).splitlines()
-              if "Executing notebook failed" in line or "CellExecutionError" in line or "ERROR:" in line]
+    failed = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if "Executing notebook failed" in line or "CellExecutionError" in line or "ERROR:" in line
+    ]
     if proc.returncode != 0 or failed or not index.exists():
         tail = (proc.stdout + proc.stderr)[-3000:].splitlines()
         raise RuntimeError(f"the course did not build (see {log}):\n" + "\n".join(failed[:20] or tail))
     return index
 
 
+def publish(index: Path, dest: Path) -> Path:
+    """Copy the built site (the folder of ``index``) into ``dest``, replacing what is there, with a ``.nojekyll``
+    file (GitHub Pages would otherwise hide the folders whose names start with ``_``). Returns ``dest``'s index."""
+    dest = Path(dest).resolve()
+    if dest == index.parent or dest in index.parent.parents:
+        raise FileNotFoundError(f"--publish {dest}: the site is built inside it; choose a folder of its own")
+    if dest.exists():
+        if not (dest / "index.html").exists() and any(dest.iterdir()):
+            raise FileNotFoundError(f"--publish {dest}: not empty and not a site made before; choose another folder")
+        shutil.rmtree(dest)
+    shutil.copytree(index.parent, dest)
+    (dest / ".nojekyll").write_text("")
+    return dest / "index.html"
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=REPO / "_build" / "course", help="where the site is built")
     p.add_argument("--executed", type=Path, help="a folder of notebooks already executed (no execution then)")
     p.add_argument("--notebooks", nargs="+", metavar="NN", help="only the notebooks whose names start so (e.g. 01 05)")
+    p.add_argument("--publish", type=Path, metavar="DIR", help="then copy the site into DIR, ready to publish as it is")
     args = p.parse_args(argv)
     try:
         index = build(args.out, args.executed, args.notebooks)
+        if args.publish is not None:
+            index = publish(index, args.publish)
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"build_course: error: {exc}", file=sys.stderr)
         return 1

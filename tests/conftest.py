@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def wm(*args, cwd=None, check=True, timeout=600) -> subprocess.CompletedProcess:
     """Run the real `wm` command line in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "wmlib.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wmlib.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"wm {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -72,4 +73,3 @@ def notebook_with_solutions(path):
     from build_course import solved  # only the notebook tests need it (and nbformat)
 
     return solved(Path(path))
-

@@ -4,7 +4,7 @@ the one function every evaluator calls wherever the work runs."""
 import numpy as np
 import pytest
 
-from wmlib import episodes
+from wmlib import episodes, jobs
 from wmlib.agent import Agent, EvalSettings, InProcessEvaluator, run_jobs, split_evenly
 from wmlib.config import make_config
 from wmlib.dream import dream_rollouts
@@ -14,8 +14,11 @@ def test_eval_settings_from_a_runs_config():
     cfg = make_config("DoomTakeCover", "smoke", in_dream=True, dream_max_len=40, max_steps=60, temperature=1.15)
     dream = EvalSettings.from_config(cfg)
     assert (dream.mode, dream.max_len, dream.temperature) == ("dream", 40, 1.15)
-    assert (dream.done_threshold, dream.initial_z_noise, dream.renderer) == (cfg.done_threshold,
-                                                                            cfg.initial_z_noise, cfg.renderer)
+    assert (dream.done_threshold, dream.initial_z_noise, dream.renderer) == (
+        cfg.done_threshold,
+        cfg.initial_z_noise,
+        cfg.renderer,
+    )
     real = EvalSettings.from_config(cfg, mode="real")
     assert (real.mode, real.max_len) == ("real", 60)
     assert EvalSettings.from_config(cfg, max_len=7).max_len == 7
@@ -34,8 +37,10 @@ def agent(smoke_runs):
 
 def jobs_for(agent, counts, seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32), [100 * j + t for t in range(n)])
-            for j, n in enumerate(counts)]
+    return [
+        (rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32), [100 * j + t for t in range(n)])
+        for j, n in enumerate(counts)
+    ]
 
 
 def test_an_agent_from_a_run_has_its_models_and_the_dreams_first_frames(smoke_runs, agent):
@@ -55,8 +60,9 @@ def test_run_jobs_dreams_all_jobs_in_one_batch_and_splits_the_scores_back(agent)
     assert [len(s) for s in scores] == [3, 1, 4]
     params = np.concatenate([np.repeat(p[None], len(s), 0) for p, s in jobs])
     seeds = np.concatenate([s for _, s in jobs])
-    batch, _ = dream_rollouts(agent.memory, agent.spec, params, seeds, agent.pool_mu, agent.pool_logvar,
-                              temperature=1.15, max_len=40)
+    batch, _ = dream_rollouts(
+        agent.memory, agent.spec, params, seeds, agent.pool_mu, agent.pool_logvar, temperature=1.15, max_len=40
+    )
     assert np.concatenate(scores).tolist() == batch.tolist()
     assert all(((s >= 1) & (s <= 40)).all() for s in scores)
     assert run_jobs(agent, settings, []) == []
@@ -67,7 +73,7 @@ def test_run_jobs_dreams_all_jobs_in_one_batch_and_splits_the_scores_back(agent)
 def test_real_game_scores_do_not_depend_on_the_batch(agent):
     """A job's episodes play in lockstep; each game's score is the one it gets played alone."""
     settings = EvalSettings(mode="real", max_len=200)
-    (params, seeds), = jobs_for(agent, [3], seed=1)
+    ((params, seeds),) = jobs_for(agent, [3], seed=1)
     together = run_jobs(agent, settings, [(params, seeds)])[0]
     assert together.min() < 200 == together.max()  # one game ends early and drops out of the batch
     alone = [run_jobs(agent, settings, [(params, [s])])[0][0] for s in seeds]
@@ -92,6 +98,41 @@ def test_split_evenly_keeps_order_and_drops_empty_parts():
     assert split_evenly([], 2) == []
 
 
+def test_the_planning_of_jobs_lives_in_wmlib_jobs_and_stays_importable_from_here():
+    import wmlib.agent
+
+    for name in (
+        "REAL_ENVS_PER_BATCH",
+        "EvalSettings",
+        "Evaluator",
+        "split_evenly",
+        "plan_tasks",
+        "task_jobs",
+        "assemble_tasks",
+    ):
+        assert getattr(wmlib.agent, name) is getattr(jobs, name), name
+
+
+def test_episode_cap_is_the_dream_s_length_in_the_dream_and_the_game_s_outside():
+    cfg = make_config("DoomTakeCover", "smoke", dream_max_len=40, max_steps=60)
+    assert (jobs.episode_cap(cfg, True), jobs.episode_cap(cfg, False)) == (40, 60)
+    assert EvalSettings.from_config(cfg, mode="dream").max_len == 40
+    assert EvalSettings.from_config(cfg, mode="real").max_len == 60
+
+
+def test_the_in_process_evaluator_plays_the_planned_tasks_with_the_scores_of_run_jobs(agent):
+    """Real-game jobs are played in chunks of REAL_ENVS_PER_BATCH, a dream as one batch: the scores of run_jobs."""
+    big = jobs_for(agent, [jobs.REAL_ENVS_PER_BATCH + 2, 1], seed=3)
+    real = EvalSettings(mode="real", max_len=15)
+    assert len(jobs.plan_tasks(real, big, InProcessEvaluator.batches)) == 3
+    dream = EvalSettings(mode="dream", max_len=40)
+    small = jobs_for(agent, [3, 1, 2], seed=4)
+    with InProcessEvaluator(agent) as ev:
+        assert [s.tolist() for s in ev.evaluate(real, big)] == [s.tolist() for s in run_jobs(agent, real, big)]
+        assert [s.tolist() for s in ev.evaluate(dream, small)] == [s.tolist() for s in run_jobs(agent, dream, small)]
+        assert ev.evaluate(dream, []) == []
+
+
 def test_early_stop_ends_training_episodes_and_never_the_ones_that_report_a_score(smoke_runs):
     """A car that never moves earns -0.1 a frame: a training episode ends `early_stop` frames after CarRacing's
     opening zoom (50 frames); settings made for a score (the mean's evaluation, `wm test`) play every frame."""
@@ -99,8 +140,12 @@ def test_early_stop_ends_training_episodes_and_never_the_ones_that_report_a_scor
     cfg = make_config("CarRacing-v3", "smoke", max_steps=120, early_stop=10)
     training, scoring = EvalSettings.from_config(cfg, training=True), EvalSettings.from_config(cfg)
     assert (training.early_stop, scoring.early_stop) == (10, 0)
-    assert EvalSettings.from_config(make_config("DoomTakeCover", "smoke", early_stop=10), training=True,
-                                    mode="dream").early_stop == 0
+    assert (
+        EvalSettings.from_config(
+            make_config("DoomTakeCover", "smoke", early_stop=10), training=True, mode="dream"
+        ).early_stop
+        == 0
+    )
     agent = Agent.from_run(d)
     parked = np.zeros(agent.spec.n_params, np.float32)
     parked[-2] = -10.0  # the gas output's bias: tanh(-10) = -1, gas (a + 1) / 2 = 0

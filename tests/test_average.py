@@ -1,12 +1,11 @@
-"""A search keeps the mean of every evaluated generation, and python -m wmlib.average makes one controller of several:
+"""A search keeps the mean of every evaluated generation, and wm average makes one controller of several:
 on a real smoke run (Doom, in the dream), with real CMA-ES generations."""
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import torch
+from conftest import wm
 
 from wmlib import compare, pretrained, rundir
 from wmlib.average import average
@@ -16,8 +15,7 @@ from wmlib.io import read_csv
 
 
 def run_average(*args):
-    return subprocess.run([sys.executable, "-m", "wmlib.average", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return wm("average", *args, check=False, timeout=300)
 
 
 def test_the_search_keeps_every_evaluated_mean_and_their_average_plays(run_copy, smoke_runs, tmp_path):
@@ -51,8 +49,7 @@ def test_the_search_keeps_every_evaluated_mean_and_their_average_plays(run_copy,
     # made the run's controller, it is exported with a card that says what it averages, named and not located
     shutil.copy(out, d / rundir.CONTROLLER)
     agent = pretrained.export(d, tmp_path / "agent", sample_episodes=1)
-    assert "ships the average of the means of generations 2 and 4 (`python -m wmlib.average`)" in (
-        agent / "CARD.md").read_text()
+    assert "ships the average of the means of generations 2 and 4 (`wm average`)" in (agent / "CARD.md").read_text()
     shipped = torch.load(agent / rundir.CONTROLLER, weights_only=True)
     assert [a["path"] for a in shipped["averaged"]] == ["means/gen_0002.pt", "means/gen_0004.pt"]
     assert torch.equal(shipped["params"], avg["params"])
@@ -60,7 +57,8 @@ def test_the_search_keeps_every_evaluated_mean_and_their_average_plays(run_copy,
     # refusals name the flag or the file, and leave what is on disk alone
     before = out.read_bytes()
     again = run_average("--out", out, *means)
-    assert again.returncode == 2 and "--out" in again.stderr and "already exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.stderr.startswith(f"wm average: error: --out {out}: ")
     assert out.read_bytes() == before
     alone = run_average("--out", tmp_path / "one.pt", means[0])
     assert alone.returncode == 2 and "at least two" in alone.stderr

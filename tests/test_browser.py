@@ -1,7 +1,9 @@
 """The course in a real browser: JupyterLab in headless Chromium (Debian's ``chromium``, driven by Playwright), as a
-learner opens it. Every notebook (its exercises solved, as in test_course.py) runs with Run > Run All Cells; every
-code cell must finish, no widget may fail to display, and where a notebook has widgets, moving a slider or pressing
-a button must change a picture.
+learner opens it. Every notebook runs as shipped, its exercises still stubs, with Run > Run All Cells: every code
+cell must finish (each check says that the library's version stands in, and the cells after it use that), no widget
+may fail to display, the moments each notebook is there for must appear (the dream game, the round-by-round story),
+and where a notebook has widgets, moving a slider or pressing a button must change a picture. (test_course.py runs
+the same notebooks with the solutions filled in.)
 
 ``.ci/run`` installs Chromium and the ``playwright`` package; on a machine without them these tests are skipped.
 """
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, notebook_with_solutions
+from conftest import REPO
+
+from wmlib.notebook import NOT_ATTEMPTED
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -28,12 +32,18 @@ PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on show
 FINISHED = """() => {  // every code cell has run, or one has failed (which stops Run All Cells)
     const panel = document.querySelector('%s');
     if (!panel) return false;
-    if ([...panel.querySelectorAll('.jp-OutputArea-output')].some(e => e.innerText.includes('Traceback'))) return true;
+    if ([...panel.querySelectorAll('.jp-OutputArea-output')].some(
+        e => e.innerText.includes('Traceback') || e.innerText.includes('Check failed'))) return true;
     const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.innerText.trim());
     return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
-}""" % PANEL
+}""".replace("%s", PANEL)  # (a JavaScript function: its braces stay as they are)
 PICTURES = "els => els.map(e => e.src)"
 WIDGET = re.compile(r"(Explorer|Player|DreamGame)\(")  # the notebook shows a widget (wmlib.widgets, toy.plots)
+MOMENTS = {  # what must be on the page after Run All, beyond every cell having run: the notebook's point
+    "00_the_whole_game": ["the shipped CarRacing agent", "survived", "new dream"],
+    "05_memory": ["new dream", "a 12-step dream"],
+    "07_dream_training": ["controller, real game", "its first real episode (left) and the dream it was trained in"],
+}
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not Path(CHROMIUM).exists():
@@ -42,14 +52,16 @@ if not Path(CHROMIUM).exists():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on 127.0.0.1 over a folder of the notebooks with their exercises solved; (url, token)."""
+    """A JupyterLab server on 127.0.0.1 over a copy of the notebooks as shipped (stubs in place); (url, token)."""
     root = tmp_path_factory.mktemp("lab")
     for path in NOTEBOOKS:
-        nbformat.write(notebook_with_solutions(path), root / path.name)
+        shutil.copyfile(path, root / path.name)
     shutil.copytree(REPO / "notebooks" / "solutions", root / "solutions")
     settings = root.parent / "lab-settings"  # every cell drawn (no windowing), no news pop-up
-    for plugin, value in (("notebook-extension/tracker", '{"windowingMode": "none", "autoStartDefaultKernel": true}'),
-                          ("apputils-extension/notification", '{"fetchNews": "false"}')):
+    for plugin, value in (
+        ("notebook-extension/tracker", '{"windowingMode": "none", "autoStartDefaultKernel": true}'),
+        ("apputils-extension/notification", '{"fetchNews": "false"}'),
+    ):
         file = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(value)
@@ -60,10 +72,22 @@ def lab(tmp_path_factory):
     env = dict(os.environ, WM_SMOKE="1", WM_DATA_DIR=str(root / "runs"), JUPYTERLAB_SETTINGS_DIR=str(settings))
     log = open(root.parent / "lab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.workspaces_dir={root.parent / 'lab-workspaces'}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--allow-root",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.workspaces_dir={root.parent / 'lab-workspaces'}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -109,16 +133,24 @@ def test_notebook_runs_in_jupyterlab_and_its_widgets_respond(path, lab, browser)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         page.wait_for_function(FINISHED, timeout=600_000, polling=500)
-        failed = page.locator(f"{PANEL} .jp-OutputArea-output", has_text="Traceback")
-        assert failed.count() == 0, f"{path.name}: a cell failed in JupyterLab:\n{failed.first.inner_text()[-2000:]}"
+        outputs = page.locator(f"{PANEL} .jp-OutputArea-output")
+        failed = [text for text in outputs.all_inner_texts() if "Traceback" in text or "Check failed" in text]
+        assert not failed, f"{path.name}: a cell failed in JupyterLab:\n{failed[0][-2000:]}"
         assert page.get_by_text("Error displaying widget").count() == 0
+        text = "\n".join(outputs.all_inner_texts())
+        exercises = [c for c in nbformat.read(path, as_version=4).cells if c.metadata.get("exercise")]
+        assert text.count(NOT_ATTEMPTED) == len(exercises), f"{path.name}: not every stub's check let Run All go on"
+        for moment in MOMENTS.get(path.stem, []):
+            assert moment in text or page.get_by_text(moment).count(), f"{path.name}: no '{moment}' on the page"
         pictures = page.locator(f"{PANEL} .jupyter-widgets img")
         if not WIDGET.search(path.read_text()):
             return  # no widget in this notebook
         assert pictures.count() > 0, f"{path.name}: its widgets drew no picture in JupyterLab"
         before = pictures.evaluate_all(PICTURES)
-        controls = [*page.locator(f"{PANEL} .jupyter-widgets .noUi-handle").all()[:4],
-                    *page.locator(f"{PANEL} .jupyter-widgets button").all()[:6]]
+        controls = [
+            *page.locator(f"{PANEL} .jupyter-widgets .noUi-handle").all()[:4],
+            *page.locator(f"{PANEL} .jupyter-widgets button").all()[:6],
+        ]
         for control in controls:
             control.scroll_into_view_if_needed()
             if "noUi-handle" in (control.get_attribute("class") or ""):

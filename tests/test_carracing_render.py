@@ -308,7 +308,7 @@ def test_lap_finished():
     run.reset(seed=3)
     gym_env = run.envs["gymnasium"]
     total = 0.0
-    for i in range(1000):
+    for _ in range(1000):
         out = run.step(pursuit_action(gym_env))
         total += out["gymnasium"][1]
         assert np.array_equal(run.obs["exact"], run.gym_obs)

@@ -1,16 +1,15 @@
-"""Comparing controllers on fresh real episodes (python -m wmlib.compare): paired, seeded, never the test's."""
+"""Comparing controllers on fresh real episodes (wm compare): paired, seeded, never the test's."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import wm
 
 from wmlib import compare, rundir
 from wmlib.agent import Agent, EvalSettings
@@ -48,8 +47,11 @@ def test_controllers_play_the_same_fresh_episodes_whichever_evaluator_runs_them(
     cfg = rundir.load_config(run)
     agent = Agent.from_run(run, with_pool=False)
     try:
-        direct, lengths, _ = agent.play(load_controller(run)[0], compare.validation_seeds(cfg.seed, 3),
-                                        EvalSettings.from_config(cfg, mode="real", max_len=40))
+        direct, lengths, _ = agent.play(
+            load_controller(run)[0],
+            compare.validation_seeds(cfg.seed, 3),
+            EvalSettings.from_config(cfg, mode="real", max_len=40),
+        )
     finally:
         agent.close()
     assert direct.tolist() == first["scores"] and (lengths == 40).all()
@@ -98,11 +100,10 @@ def test_a_controller_of_another_game_or_a_missing_file_is_refused_by_name(smoke
     car, doom = run_copy("CarRacing-v3"), smoke_runs("DoomTakeCover")
 
     def run(*args, episodes=1):
-        return subprocess.run([sys.executable, "-m", "wmlib.compare", "--data_dir", str(car), *map(str, args),
-                               "--episodes", str(episodes), "--quiet"], capture_output=True, text=True, timeout=300)
+        return wm("compare", "--data_dir", car, *args, "--episodes", episodes, "--quiet", check=False, timeout=300)
 
     wrong = run(car, doom / "controller" / "controller.pt")
-    assert wrong.returncode == 2
+    assert wrong.returncode == 2 and wrong.stderr.startswith("wm compare: error: "), wrong.stderr
     assert str(doom / "controller" / "controller.pt") in wrong.stderr and "DoomTakeCover" in wrong.stderr
     missing = run(tmp_path / "nowhere.pt")
     assert missing.returncode == 2 and "nowhere.pt" in missing.stderr and "not found" in missing.stderr

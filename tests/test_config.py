@@ -1,4 +1,5 @@
-"""Config: every preset is valid; a bad value is refused when the config is made, naming its `wm` flag."""
+"""Config: each setting declared once (its flag, rule, help and source, and docs/settings.md made from them); every
+preset is valid; a bad value is refused when the config is made, naming its `wm` flag; --mu reaches pycma."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wmlib.config import FIELD_FLAGS, PRESET_OVERRIDES, RULES, Config, flag_name, make_config
+from wmlib import settings
+from wmlib.config import ADDED, FIELD_FLAGS, FIELDS, PRESET_OVERRIDES, RULES, STAGES, Config, flag_name, make_config
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [(preset, game) for preset, games in PRESET_OVERRIDES.items() for game in games]
@@ -43,8 +45,60 @@ def test_shipped_agent_config_loads():
     assert Config.from_dict(older).to_dict() == cfg
 
 
-def test_defaults_are_valid():
-    Config()
+def test_the_defaults_are_the_papers_carracing_agent():
+    assert Config() == make_config("CarRacing-v3", "paper") and Config().preset == "paper"
+
+
+def test_every_setting_is_declared_whole():
+    flags = [flag_name(name) for name in FIELDS]
+    assert len(set(flags)) == len(flags)  # one flag per setting
+    for name, field in FIELDS.items():
+        meta = field.metadata
+        assert meta["help"] and meta["stages"] and set(meta["stages"]) <= set(STAGES), name
+        assert meta["source"] or name in ("game", "preset"), name
+        assert settings.value_type(name) in (int, float, bool, str) or name == "curriculum", name
+
+
+def test_the_settings_page_is_current():
+    page = REPO / settings.PAGE
+    assert page.exists() and page.read_text() == settings.settings_page(), (
+        f"{settings.PAGE} is out of date with wmlib/config.py; rewrite it: {settings.REWRITE}"
+    )
+    assert all(f"`{flag_name(name)}" in page.read_text() for name in FIELDS)
+
+
+def test_a_config_json_of_an_older_version_reads_as_the_run_was_made():
+    """Settings added later (mu) take the value every older run had; the shipped agents' config.json lack it."""
+    assert ADDED == {"mu": None}
+    for name in ("doom", "carracing"):
+        data = json.loads((REPO / "pretrained" / name / "config.json").read_text())
+        assert "mu" not in data and Config.from_dict(data).mu is None
+    data = make_config("CarRacing-v3", "small", mu=0.25).to_dict()
+    assert Config.from_dict(data).mu == 0.25
+    del data["mu"]
+    assert Config.from_dict(data).mu is None
+
+
+def test_mu_is_the_share_of_the_population_pycma_recombines():
+    from wmlib.controller import ControllerSpec
+    from wmlib.evolution import new_state
+
+    spec = ControllerSpec("CarRacing-v3", z_dim=4, hidden_dim=3)
+    cfg = make_config("CarRacing-v3", "smoke", pop=64)
+    for mu, parents in ((0.25, 16), (1.0, 64), (None, 32)):
+        es = new_state(dataclasses.replace(cfg, mu=mu), spec)["es"]
+        assert es.sp.weights.mu == parents and es.popsize == 64
+    assert dataclasses.replace(cfg, mu=0.25).parents() == 16 and cfg.parents() is None
+    # the default is pycma's own: the same search as one made without the option
+    import cma
+
+    ours = new_state(cfg, spec)["es"].ask()  # (pycma seeds numpy's global generator: one search at a time)
+    plain = cma.CMAEvolutionStrategy(
+        np.zeros(spec.n_params),
+        cfg.sigma0,
+        {"popsize": 64, "seed": cfg.seed + 1, "verbose": -9, "signals_filename": ""},
+    )
+    assert np.array_equal(ours, plain.ask())
 
 
 BAD = [  # field, value, what the message must contain
@@ -84,6 +138,10 @@ BAD = [  # field, value, what the message must contain
     ("generations", -1, "--generations"),
     ("eval_every", 0, "--eval_every"),
     ("record", -1, "--record"),
+    ("mu", 0, "--mu must be a share in (0, 1] of --pop (4) that keeps at least one parent, or None (half), got 0"),
+    ("mu", 1.5, "--mu"),
+    ("mu", 0.1, "--mu"),  # round(0.1 * 4) = 0 parents
+    ("mu", "0.25", "--mu"),
 ]
 
 
@@ -109,19 +167,41 @@ def test_bounds_follow_the_other_field():
     assert dataclasses.replace(cfg, hold_min=4, hold_max=4).hold_min == 4
 
 
-@pytest.mark.parametrize("field, value", [
-    ("pop", 2), ("generations", 0), ("rnn_steps", 0), ("vae_episodes", 0), ("record", 0), ("rnn_lr_decay", 1),
-    ("temperature", 1e-3), ("initial_z_noise", 0), ("kl_tolerance", 0), ("curriculum", (1, 0)),
-    ("curriculum", None), ("target_cumulative_reward", -20), ("min_frames", 0), ("hold_min", 1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("pop", 2),
+        ("generations", 0),
+        ("rnn_steps", 0),
+        ("vae_episodes", 0),
+        ("record", 0),
+        ("rnn_lr_decay", 1),
+        ("temperature", 1e-3),
+        ("initial_z_noise", 0),
+        ("kl_tolerance", 0),
+        ("curriculum", (1, 0)),
+        ("curriculum", None),
+        ("target_cumulative_reward", -20),
+        ("min_frames", 0),
+        ("hold_min", 1),
+        ("mu", 1),
+        ("mu", 0.25),
+        ("mu", None),  # 0.25 of 4: one parent
+    ],
+)
 def test_edge_values_are_accepted(field, value):
     dataclasses.replace(make_config("DoomTakeCover", "smoke"), **{field: value})
 
 
 def test_values_are_stored_as_plain_python():
     """A numpy number or a JSON list is accepted and stored so config.json can be written."""
-    cfg = dataclasses.replace(make_config("DoomTakeCover", "smoke"), pop=np.int64(8), temperature=np.float32(1.25),
-                              done_weight=5, curriculum=[20, 10])
+    cfg = dataclasses.replace(
+        make_config("DoomTakeCover", "smoke"),
+        pop=np.int64(8),
+        temperature=np.float32(1.25),
+        done_weight=5,
+        curriculum=[20, 10],
+    )
     assert type(cfg.pop) is int and cfg.pop == 8
     assert type(cfg.temperature) is float and cfg.temperature == 1.25
     assert type(cfg.done_weight) is float
@@ -165,9 +245,11 @@ def test_doom_dream_needs_the_done_head():
     cfg = make_config("DoomTakeCover", "small")  # trains in the real game
     assert not cfg.in_dream
     dataclasses.replace(cfg, predict_done=False)  # fine: no dream
-    for make in (lambda: dataclasses.replace(cfg, predict_done=False, in_dream=True),
-                 lambda: make_config("DoomTakeCover", "reproduce", predict_done=False),
-                 lambda: Config.from_dict(cfg.to_dict() | {"predict_done": False, "in_dream": True})):
+    for make in (
+        lambda: dataclasses.replace(cfg, predict_done=False, in_dream=True),
+        lambda: make_config("DoomTakeCover", "reproduce", predict_done=False),
+        lambda: Config.from_dict(cfg.to_dict() | {"predict_done": False, "in_dream": True}),
+    ):
         with pytest.raises(ValueError) as err:
             make()
         assert "--in_dream" in str(err.value) and "--no-predict_done" in str(err.value)
@@ -178,16 +260,20 @@ def test_doom_dream_needs_the_done_head():
 
 # -- through the command line: a bad flag value never reaches the run's config.json ------------------------------
 
-@pytest.mark.parametrize("command, flag, value", [
-    ("controller", "--pop", "-3"),
-    ("controller", "--temperature", "-1"),
-    ("controller", "--done_threshold", "1.5"),
-    ("vision", "--z_dim", "0"),
-    ("vision", "--epochs", "0"),
-    ("rollouts", "--min_frames", "100000"),
-    ("memory", "--rnn_steps", "-1"),
-    ("test", "--rollouts", "0"),
-])
+
+@pytest.mark.parametrize(
+    "command, flag, value",
+    [
+        ("controller", "--pop", "-3"),
+        ("controller", "--temperature", "-1"),
+        ("controller", "--done_threshold", "1.5"),
+        ("vision", "--z_dim", "0"),
+        ("vision", "--epochs", "0"),
+        ("rollouts", "--min_frames", "100000"),
+        ("memory", "--rnn_steps", "-1"),
+        ("test", "--rollouts", "0"),
+    ],
+)
 def test_an_invalid_flag_leaves_config_json_byte_identical_and_names_the_flag(run_copy, command, flag, value):
     from conftest import wm
 
@@ -222,13 +308,18 @@ def test_the_carracing_recipe_saves_training_time_only():
 
 # -- settings that disagree with the run's artifacts are refused before config.json changes ----------------------
 
-@pytest.mark.parametrize("command, flag, value, made", [
-    ("controller", "--pop", "8", "controller/controller.pt was made with pop 4"),
-    ("vision", "--z_dim", "16", "vision/vision.pt was made with z_dim 64"),
-    ("memory", "--hidden_dim", "16", "memory/memory.pt was made with hidden_dim 512"),
-])
-def test_a_flag_that_disagrees_with_the_artifacts_leaves_config_json_byte_identical(run_copy, command, flag, value,
-                                                                                      made):
+
+@pytest.mark.parametrize(
+    "command, flag, value, made",
+    [
+        ("controller", "--pop", "8", "controller/controller.pt was made with pop 4"),
+        ("vision", "--z_dim", "16", "vision/vision.pt was made with z_dim 64"),
+        ("memory", "--hidden_dim", "16", "memory/memory.pt was made with hidden_dim 512"),
+    ],
+)
+def test_a_flag_that_disagrees_with_the_artifacts_leaves_config_json_byte_identical(
+    run_copy, command, flag, value, made
+):
     from conftest import wm
 
     run = run_copy("DoomTakeCover")
@@ -252,11 +343,14 @@ def test_a_config_json_edited_to_disagree_names_its_key(run_copy):
     assert proc.returncode == 2 and "config.json's 'pop' 8: " in proc.stderr and "--pop" not in proc.stderr
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("pop") and d.pop("generations"), "missing settings pop, generations"),
-    (lambda d: d.update(popp=d.pop("pop")), "unknown setting 'popp' (did you mean 'pop'?)"),
-    (lambda d: d.pop("game"), "missing setting game"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("pop") and d.pop("generations"), "missing settings pop, generations"),
+        (lambda d: d.update(popp=d.pop("pop")), "unknown setting 'popp' (did you mean 'pop'?)"),
+        (lambda d: d.pop("game"), "missing setting game"),
+    ],
+)
 def test_a_config_json_with_a_missing_or_misspelled_key_is_refused_naming_it(run_copy, edit, message):
     from conftest import wm
 

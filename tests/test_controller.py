@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wmlib import rundir
-from wmlib.controller import ControllerSpec, load_controller
+from wmlib.controller import ControllerSpec, load_controller, played_generation
 from wmlib.io import atomic_torch_save
 
 
@@ -55,6 +55,9 @@ def test_load_controller_gives_the_runs_chosen_parameters(smoke_runs):
     assert spec == ControllerSpec("DoomTakeCover", 64, ckpt["config"]["hidden_dim"])
     assert params.dtype == np.float32 and params.shape == (spec.n_params,)
     assert ckpt["generation"] == ckpt["config"]["generations"] and ckpt["path"] == str(d / rundir.CONTROLLER)
+    assert 1 <= played_generation(ckpt) == ckpt["chosen_generation"] <= ckpt["generation"]  # the mean it keeps
+    older = {k: v for k, v in ckpt.items() if k != "chosen_generation"}  # saved by an older version
+    assert played_generation(older) == ckpt["generation"]
     assert np.array_equal(params, ckpt["params"].numpy()) and not np.array_equal(params, np.zeros_like(params))
     same, _ = load_controller(d / rundir.CONTROLLER)  # the run directory or the file itself
     assert np.array_equal(same, params)
@@ -75,8 +78,11 @@ def test_a_checkpoint_that_is_no_controller_names_the_file(smoke_runs, tmp_path)
     short = tmp_path / "short.pt"
     atomic_torch_save(short, dict(ckpt, params=ckpt["params"][:-1]))
     n = ControllerSpec(**ckpt["spec"]).n_params
-    with pytest.raises(ValueError, match=r"short\.pt: not a controller checkpoint of this version \(ValueError: "
-                                         rf"params is \({n - 1},\), not the {n} numbers of a DoomTakeCover controller"):
+    with pytest.raises(
+        ValueError,
+        match=r"short\.pt: not a controller checkpoint of this version \(ValueError: "
+        rf"params is \({n - 1},\), not the {n} numbers of a DoomTakeCover controller",
+    ):
         load_controller(short)
     odd = tmp_path / "odd.pt"
     atomic_torch_save(odd, dict(ckpt, spec=dict(ckpt["spec"], layers=2)))
@@ -90,4 +96,3 @@ def test_a_checkpoint_that_is_no_controller_names_the_file(smoke_runs, tmp_path)
         with pytest.raises(ValueError) as err:
             load_controller(path)
         assert "\n" not in str(err.value)
-

@@ -124,8 +124,13 @@ def contents(obj) -> bytes:
     object recurs, so equal contents held by differently shared objects, as a resumed run's are, give other bytes.)
     """
     if isinstance(obj, dict):
-        return b"{" + b"".join(repr(k).encode() + b":" + (b"-" if k == WALL_TIME else contents(v)) + b","
-                               for k, v in obj.items()) + b"}"
+        return (
+            b"{"
+            + b"".join(
+                repr(k).encode() + b":" + (b"-" if k == WALL_TIME else contents(v)) + b"," for k, v in obj.items()
+            )
+            + b"}"
+        )
     if isinstance(obj, (list, tuple)):
         return b"[" + b",".join(contents(v) for v in obj) + b"]"
     if isinstance(obj, torch.Tensor):
@@ -143,8 +148,10 @@ def comparable(path: Path) -> bytes:
         if WALL_TIME.encode() in header:
             j = header.index(WALL_TIME.encode())
             cells = [line.split(b",") for line in lines]
-            lines = [b",".join(c[:j] + [b"-"] + c[j + 1 :]) if len(c) == len(header) and i else line
-                     for i, (c, line) in enumerate(zip(cells, lines))]
+            lines = [
+                b",".join(c[:j] + [b"-"] + c[j + 1 :]) if len(c) == len(header) and i else line
+                for i, (c, line) in enumerate(zip(cells, lines))
+            ]
         return b"\r\n".join(lines)
     if path.suffix == ".pt":
         return contents(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
@@ -155,7 +162,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(comparable(path)).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_digest(path: Path) -> str:
     """:func:`_digest` of a reference file (they never change): read once."""
     return _digest(path)
@@ -177,7 +184,8 @@ def assert_same_files(d: Path, reference: Path) -> None:
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("stage,target,n", KILLS, ids=[f"{s}-{t.split('/')[-1]}" for s, t, _ in KILLS])
 def test_a_stage_killed_at_any_write_and_run_again_leaves_the_files_of_an_uninterrupted_run(
-        crash_dirs, stage, target, n, phase):
+    crash_dirs, stage, target, n, phase
+):
     before, reference, run = crash_dirs(stage)
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(before, run)
@@ -194,8 +202,9 @@ def test_the_wm_command_killed_right_after_its_last_checkpoint_and_run_again_fin
     shutil.copytree(before, run)
     env = {k: v for k, v in os.environ.items() if k != "WM_CRASH_AT"}
     env.update(WM_SMOKE="1", OMP_NUM_THREADS="1", WM_CRASH_AT="rename:3:vision/vision.pt")  # one thread, as here
-    killed = subprocess.run([sys.executable, "-m", "wmlib.cli", *_args("vision", run)], capture_output=True,
-                            text=True, env=env, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, "-m", "wmlib.cli", *_args("vision", run)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (run / "vision" / "log.csv").exists() and not (run / "vision" / "reconstructions.png").exists()
     _run_to_the_end("vision", run)

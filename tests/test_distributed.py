@@ -16,12 +16,11 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from conftest import wm
 from distributed import Client, Security, get_task_stream
 
-from conftest import wm
-from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, run_jobs
+from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, plan_tasks, run_jobs, task_jobs
 from wmlib.cluster import LOOPBACK, local_security
-from wmlib.agent import plan_tasks, task_jobs
 from wmlib.distributed import DaskEvaluator, _release
 
 PY = sys.executable
@@ -35,14 +34,34 @@ class Cluster:
         self.tmp, self.file = tmp, tmp / "scheduler.json"
         self.procs = []
         # tls: certificate files {"ca": ..., "cert": ..., "key": ...}, used by every process of the cluster
-        self.tls = [] if tls is None else ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"],
-                                           "--tls-key", tls["key"]]
-        self.security = None if tls is None else Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
-                                                          tls_client_key=tls["key"], require_encryption=True)
-        self.scheduler = self._spawn("scheduler", [PY, "-m", "distributed.cli.dask_scheduler", "--host", LOOPBACK,
-                                                   "--port", "0", "--dashboard-address", f"{LOOPBACK}:0",
-                                                   "--scheduler-file", str(self.file), *self.tls,
-                                                   *(["--protocol", "tls"] if tls else [])])
+        self.tls = (
+            [] if tls is None else ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]]
+        )
+        self.security = (
+            None
+            if tls is None
+            else Security(
+                tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"], require_encryption=True
+            )
+        )
+        self.scheduler = self._spawn(
+            "scheduler",
+            [
+                PY,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                LOOPBACK,
+                "--port",
+                "0",
+                "--dashboard-address",
+                f"{LOOPBACK}:0",
+                "--scheduler-file",
+                str(self.file),
+                *self.tls,
+                *(["--protocol", "tls"] if tls else []),
+            ],
+        )
         t0 = time.monotonic()
         while not (self.file.exists() and self.file.stat().st_size > 0):
             if time.monotonic() - t0 > 60 or self.scheduler.poll() is not None:
@@ -62,9 +81,29 @@ class Cluster:
         return proc
 
     def add_worker(self, name):
-        return self._spawn(name, [PY, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.file),
-                                  "--host", LOOPBACK, "--nthreads", "1", "--nworkers", "1", "--name", name,
-                                  "--dashboard-address", f"{LOOPBACK}:0", "--death-timeout", "30", *self.tls])
+        return self._spawn(
+            name,
+            [
+                PY,
+                "-m",
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                str(self.file),
+                "--host",
+                LOOPBACK,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--name",
+                name,
+                "--dashboard-address",
+                f"{LOOPBACK}:0",
+                "--death-timeout",
+                "30",
+                *self.tls,
+            ],
+        )
 
     def _tree(self):
         procs = []
@@ -104,8 +143,13 @@ def cluster(tmp_path_factory):
 
 def _jobs(agent, n_jobs, seeds_per_job, seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32),
-             [1000 * j + 7 * t + 1 for t in range(seeds_per_job)]) for j in range(n_jobs)]
+    return [
+        (
+            rng.normal(0, 0.5, agent.spec.n_params).astype(np.float32),
+            [1000 * j + 7 * t + 1 for t in range(seeds_per_job)],
+        )
+        for j in range(n_jobs)
+    ]
 
 
 def _same(a, b):
@@ -121,8 +165,12 @@ def test_plan_tasks_cover_every_episode_once_in_order():
     counts = [REAL_ENVS_PER_BATCH + 3, 2, 5]
     jobs = [(np.full(3, j, np.float32), list(range(100 * j, 100 * j + n))) for j, n in enumerate(counts)]
     real = plan_tasks(EvalSettings(mode="real"), jobs, batches=2)
-    assert real == [[(0, 0, REAL_ENVS_PER_BATCH)], [(0, REAL_ENVS_PER_BATCH, REAL_ENVS_PER_BATCH + 3)], [(1, 0, 2)],
-                    [(2, 0, 5)]]  # a job's seeds in lockstep chunks, as run_jobs plays them
+    assert real == [
+        [(0, 0, REAL_ENVS_PER_BATCH)],
+        [(0, REAL_ENVS_PER_BATCH, REAL_ENVS_PER_BATCH + 3)],
+        [(1, 0, 2)],
+        [(2, 0, 5)],
+    ]  # a job's seeds in lockstep chunks, as run_jobs plays them
     for batches in (1, 2, 3, 50):
         tasks = plan_tasks(EvalSettings(mode="dream"), jobs, batches)
         assert len(tasks) == min(batches, sum(counts))
@@ -134,8 +182,10 @@ def test_plan_tasks_cover_every_episode_once_in_order():
 
 
 def test_importing_the_package_does_not_import_dask():
-    code = ("import sys, wmlib, wmlib.cli, wmlib.evaluators, wmlib.evolution; "
-            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules, 'dask imported'")
+    code = (
+        "import sys, wmlib, wmlib.cli, wmlib.evaluators, wmlib.evolution; "
+        "assert 'distributed' not in sys.modules and 'dask' not in sys.modules, 'dask imported'"
+    )
     subprocess.run([PY, "-c", code], check=True, timeout=120)
 
 
@@ -244,19 +294,38 @@ def test_tls_cluster_then_losing_it_stops_with_a_clear_error_and_the_run_resumes
     for name, text in [("ca", sec.tls_ca_file), ("cert", sec.tls_scheduler_cert), ("key", sec.tls_scheduler_key)]:
         tls[name] = str(tmp_path / f"{name}.pem")
         (tmp_path / f"{name}.pem").write_text(text)
-    env = dict(os.environ, DASK_DISTRIBUTED__COMM__TLS__CA_FILE=tls["ca"],
-               DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT=tls["cert"],
-               DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY=tls["key"],
-               DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION="True",
-               DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="8s")  # how long a lost scheduler is awaited
+    env = dict(
+        os.environ,
+        DASK_DISTRIBUTED__COMM__TLS__CA_FILE=tls["ca"],
+        DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT=tls["cert"],
+        DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY=tls["key"],
+        DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION="True",
+        DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="8s",
+    )  # how long a lost scheduler is awaited
     doomed, proc = Cluster(tmp_path / "doomed", workers=1, tls=tls), None
     try:
         assert doomed.address.startswith(f"tls://{LOOPBACK}:")
         with pytest.raises(OSError):  # no certificate, no entry
             Client(doomed.address.replace("tls://", "tcp://"), timeout=3)
-        proc = subprocess.Popen([PY, "-m", "wmlib.cli", "controller", "--data_dir", str(d), "--scheduler",
-                                 doomed.address, "--generations", "1000", "--quiet"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "wmlib.cli",
+                "controller",
+                "--data_dir",
+                str(d),
+                "--scheduler",
+                doomed.address,
+                "--generations",
+                "1000",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         t0 = time.monotonic()
         while not (log.exists() and len(log.read_text().splitlines()) >= 3):
             assert proc.poll() is None and time.monotonic() - t0 < 180, proc.communicate()
@@ -296,8 +365,12 @@ def test_local_cluster_listens_on_loopback_only_takes_only_its_certificate_and_r
         with DaskEvaluator(agent, workers=1) as ev:
             assert ev.address.startswith(f"tls://{LOOPBACK}:")
             me = psutil.Process()
-            listening = [c.laddr for p in [me, *me.children(recursive=True)]
-                         for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+            listening = [
+                c.laddr
+                for p in [me, *me.children(recursive=True)]
+                for c in p.net_connections("inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
             assert listening and {a.ip for a in listening} == {LOOPBACK}
             with pytest.raises(OSError):  # no certificate, no entry
                 Client(ev.address.replace("tls://", "tcp://"), timeout=3)
@@ -308,3 +381,64 @@ def test_local_cluster_listens_on_loopback_only_takes_only_its_certificate_and_r
         assert _same(there, run_jobs(agent, settings, jobs))
     finally:
         agent.close()
+
+
+def _without(record: dict, *keys) -> dict:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+def test_wm_test_compare_and_study_on_the_cluster_give_this_process_s_numbers(cluster, run_copy, tmp_path):
+    d = run_copy("DoomTakeCover")
+    here = tmp_path / "here"
+    shutil.copytree(d, here)
+    on = ["--scheduler", cluster.address]
+    test = ["--rollouts", 4, "--max_steps", 120, "--quiet"]
+    wm("test", "--data_dir", here, *test)
+    out = wm("test", "--data_dir", d, *test, *on)
+    assert f"dask: scheduler {cluster.address}, 2 workers" in out.stdout
+    a, b = (json.loads((p / "test/scores.json").read_text()) for p in (d, here))
+    assert _without(a, "controller") == _without(b, "controller") and a["episodes"] == 4
+    compare = ["--episodes", 3, "--max_steps", 100, "--quiet"]
+    wm("compare", "--data_dir", here, here / "controller/controller.pt", here, *compare)
+    wm("compare", "--data_dir", d, d / "controller/controller.pt", d, *compare, *on)
+    rows = [[r["scores"] for r in json.loads((p / "compare.json").read_text())["rows"]] for p in (d, here)]
+    assert rows[0] == rows[1] and len(rows[0]) == 2 and len(rows[0][0]) == 3
+    fidelity = ["--fidelity", "--candidates", 1, "--episodes", 2, "--temperatures", 1.0, "--quiet"]
+    wm("study", "--data_dir", here, *fidelity)
+    wm("study", "--data_dir", d, *fidelity, *on)
+    a, b = (json.loads((p / "fidelity.json").read_text()) for p in (d, here))
+    assert a["rows"] == b["rows"] and len(a["rows"]) == 2
+
+
+def test_wm_rollouts_on_the_cluster_write_the_bytes_local_processes_write(cluster, tmp_path):
+    made = {}
+    for name, where in (("local", ["--workers", 2]), ("dask", ["--scheduler", cluster.address])):
+        d = tmp_path / name
+        wm(
+            "rollouts",
+            "--game",
+            "DoomTakeCover",
+            "--preset",
+            "smoke",
+            "--num_rollouts",
+            3,
+            "--data_dir",
+            d,
+            "--quiet",
+            *where,
+        )
+        made[name] = {p.name: p.read_bytes() for p in sorted((d / "episodes").glob("ep_*.npz"))}
+    assert made["local"] == made["dask"] and len(made["dask"]) == 3
+
+
+def test_wm_iterate_on_the_cluster_writes_the_episodes_this_process_writes(cluster, smoke_runs, tmp_path):
+    src = smoke_runs("DoomTakeCover")
+    made = {}
+    for name, on in (("here", []), ("dask", ["--scheduler", cluster.address])):
+        out = tmp_path / name
+        args = ["--draws", 0, "--perturbed", 1, "--episodes", 2, "--more_rnn_steps", 1, "--quiet"]
+        wm("iterate", "--data_dir", src, "--out", out, *args, *on)
+        record = json.loads((out / "iteration.json").read_text())
+        new = [p for p in sorted((out / "episodes").glob("ep_*.npz")) if not (src / "episodes" / p.name).exists()]
+        made[name] = ({p.name: p.read_bytes() for p in new}, record["controllers"])
+    assert made["here"] == made["dask"] and len(made["dask"][0]) == 4  # the trained one and a perturbed one

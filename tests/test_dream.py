@@ -172,6 +172,28 @@ def test_dream_episode_follows_the_given_actions_and_is_reproducible():
         dream_episode(m, z0, controller=(np.zeros(SPEC.n_params), SPEC))
 
 
+def test_the_cpu_device_is_the_default_dream_and_a_missing_gpu_is_named():
+    m = small_memory()
+    params, seeds, *pool = population(32)
+    default = dream(m, params, seeds, pool, max_len=60)
+    assert all(np.array_equal(a, b) for a, b in zip(default, dream(m, params, seeds, pool, max_len=60, device="cpu")))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"--device cuda: this machine has no CUDA device"):
+            dream(m, params, seeds, pool, max_len=60, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_dream_on_cuda_scores_like_the_cpu_dream():
+    """The same random numbers on the GPU; M's plain equations there round differently, so an episode may end at
+    another step now and then. The caller's M stays on the CPU."""
+    m = small_memory()
+    params, seeds, *pool = population(256)
+    cpu = dream(m, params, seeds, pool)[1]
+    cuda = dream(m, params, seeds, pool, device="cuda")[1]
+    assert m.head.weight.device.type == "cpu"
+    assert (cpu == cuda).mean() > 0.9
+
+
 def _uniform_reference(keys, step, stream, n):
     """The counter-based uniforms written out in Python integers (the definition wmlib.seeding implements)."""
     m32 = 0xFFFFFFFF

@@ -8,8 +8,12 @@ from wmlib import episodes
 
 def _episode(n=12, a=3):
     rng = np.random.default_rng(0)
-    return dict(frames=rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8), actions=rng.random((n, a)),
-                rewards=rng.random(n), dones=np.arange(n) == n - 1)
+    return dict(
+        frames=rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+        actions=rng.random((n, a)),
+        rewards=rng.random(n),
+        dones=np.arange(n) == n - 1,
+    )
 
 
 def test_roundtrip(tmp_path):
@@ -56,8 +60,14 @@ def _write_fake_episodes(d, n, length=30):
     for i in range(n):
         frames = np.full((length, 64, 64, 3), i, np.uint8)
         frames[:, 0, 0, 0] = np.arange(length)
-        episodes.save_episode(episodes.episode_path(d, i), frames, rng.random((length, 3)), np.zeros(length),
-                              np.zeros(length, bool), meta={"game": "CarRacing-v3"})
+        episodes.save_episode(
+            episodes.episode_path(d, i),
+            frames,
+            rng.random((length, 3)),
+            np.zeros(length),
+            np.zeros(length, bool),
+            meta={"game": "CarRacing-v3"},
+        )
 
 
 def test_the_frame_store_visits_every_frame_once_shuffled_across_all_episodes(tmp_path):
@@ -72,9 +82,16 @@ def test_the_frame_store_visits_every_frame_once_shuffled_across_all_episodes(tm
     assert ids == sorted((e, t) for e in range(5) for t in range(30))
     # shuffled across the whole data set: the first batch alone holds frames of every episode (p ~ 0.99 by chance)
     assert {int(f[1, 1, 0]) for f in batches[0]} == set(range(5))
-    assert np.array_equal(store.read([31, 0, 149]), np.stack([episodes.load_episode(files[1])["frames"][1],
-                                                              episodes.load_episode(files[0])["frames"][0],
-                                                              episodes.load_episode(files[4])["frames"][29]]))
+    assert np.array_equal(
+        store.read([31, 0, 149]),
+        np.stack(
+            [
+                episodes.load_episode(files[1])["frames"][1],
+                episodes.load_episode(files[0])["frames"][0],
+                episodes.load_episode(files[4])["frames"][29],
+            ]
+        ),
+    )
     again = list(store.batch_indices(16, np.random.default_rng(1)))  # the same seed, the same order
     assert all(np.array_equal(store.read(i), b) for i, b in zip(again, batches))
 
@@ -123,9 +140,15 @@ def test_streaming_memory_does_not_grow_with_episodes(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(40):
         frames = rng.integers(0, 256, (200, 64, 64, 3), dtype=np.uint8)  # noise: incompressible, 2.4 MB each
-        for target in ([tmp_path / "small", tmp_path / "large"] if i < 10 else [tmp_path / "large"]):
-            episodes.save_episode(episodes.episode_path(target, i), frames, np.zeros((200, 1)), np.zeros(200),
-                                  np.zeros(200, bool), meta={"game": "DoomTakeCover"})
+        for target in [tmp_path / "small", tmp_path / "large"] if i < 10 else [tmp_path / "large"]:
+            episodes.save_episode(
+                episodes.episode_path(target, i),
+                frames,
+                np.zeros((200, 1)),
+                np.zeros(200),
+                np.zeros(200, bool),
+                meta={"game": "DoomTakeCover"},
+            )
     n_small, peak_small = _peak_kb(tmp_path / "small")
     n_large, peak_large = _peak_kb(tmp_path / "large")
     assert (n_small, n_large) == (2000, 8000)
@@ -143,8 +166,11 @@ def test_sizes_in_messages_are_never_a_rounded_zero():
 
 def test_frames_that_do_not_fit_name_the_store_and_both_sizes(tmp_path):
     path = tmp_path / "vision" / "frames.u8"
-    with pytest.raises(OSError, match=r"vision/frames.u8: V's 300.0 MiB of uncompressed frames do not fit in the "
-                                      r"200.0 MiB free there; train V on fewer episodes \(--vae_episodes\)"):
+    with pytest.raises(
+        OSError,
+        match=r"vision/frames.u8: V's 300.0 MiB of uncompressed frames do not fit in the "
+        r"200.0 MiB free there; train V on fewer episodes \(--vae_episodes\)",
+    ):
         episodes.check_room(path, 300 * 2**20, 200 * 2**20)
     episodes.check_room(path, 2**20, 2**20)  # exactly enough: no error
 
@@ -168,7 +194,8 @@ def test_a_write_the_system_refuses_names_the_frame_store_and_leaves_no_file(tmp
     import sys
 
     _write_fake_episodes(tmp_path, 3, length=10)  # 368,640 bytes of frames: past the limit
-    out = subprocess.run([sys.executable, "-c", REFUSED_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", REFUSED_SCRIPT, str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
     assert f"{tmp_path}/vision/frames.u8: cannot write (File too large)" in out, out
     assert sorted(p.name for p in (tmp_path / "vision").iterdir()) == []

@@ -26,8 +26,7 @@ def fitness(generation: int, solutions) -> list:
 
 
 def strategy(n: int, pop: int, generations: int) -> cma.CMAEvolutionStrategy:
-    es = cma.CMAEvolutionStrategy(np.zeros(n), 0.1, {"popsize": pop, "seed": 2, "verbose": -9,
-                                                     "signals_filename": ""})
+    es = cma.CMAEvolutionStrategy(np.zeros(n), 0.1, {"popsize": pop, "seed": 2, "verbose": -9, "signals_filename": ""})
     for g in range(generations):
         x = es.ask()
         es.tell(x, fitness(g, x))
@@ -97,8 +96,16 @@ def test_the_allowlists_hold_what_real_states_hold_and_run_no_code_on_load():
         for klass in cls.__mro__:
             if klass in (object, dict, list):
                 continue
-            own = {"__new__", "__del__", "__getattr__", "__getattribute__", "__setattr__", "__setstate__",
-                   "__reduce__", "__reduce_ex__"} & set(vars(klass))
+            own = {
+                "__new__",
+                "__del__",
+                "__getattr__",
+                "__getattribute__",
+                "__setattr__",
+                "__setstate__",
+                "__reduce__",
+                "__reduce_ex__",
+            } & set(vars(klass))
             assert not own, (cls, klass, own)
 
 
@@ -118,8 +125,18 @@ def test_what_a_state_does_not_hold_cannot_be_saved_and_is_named():
 def test_plain_values_keep_their_types_and_shared_objects_stay_shared():
     shared = np.arange(3.0)
     box = [shared]
-    value = dict(a=shared, b=box, c=box, d=(1, 2.5, "x", None, True), e={(1, "k"): float("nan"), 2: -np.inf},
-                 f=np.float64(0.1), g=np.int64(7), h=np.bool_(True), i=range(2, 9, 3), j=np.zeros((2, 3), order="F"))
+    value = dict(
+        a=shared,
+        b=box,
+        c=box,
+        d=(1, 2.5, "x", None, True),
+        e={(1, "k"): float("nan"), 2: -np.inf},
+        f=np.float64(0.1),
+        g=np.int64(7),
+        h=np.bool_(True),
+        i=range(2, 9, 3),
+        j=np.zeros((2, 3), order="F"),
+    )
     back = esstate.loads(esstate.dumps(value))
     assert back["a"] is back["b"][0] and back["b"] is back["c"] and np.array_equal(back["a"], shared)
     assert back["d"] == (1, 2.5, "x", None, True) and type(back["d"][1]) is float
@@ -128,26 +145,52 @@ def test_plain_values_keep_their_types_and_shared_objects_stay_shared():
     assert back["i"] == range(2, 9, 3) and back["j"].flags.f_contiguous
 
 
-@pytest.mark.parametrize("root, refused", [
-    ({"t": "function", "name": "os.system"}, "the function 'os.system'"),
-    ({"t": "function", "name": "builtins.getattr"}, "the function 'builtins.getattr'"),
-    ({"t": "class", "name": "subprocess.Popen"}, "the class 'subprocess.Popen'"),
-    ({"t": "object", "id": 0, "class": "subprocess.Popen", "attrs": [["args", "touch x"]]},
-     "the class 'subprocess.Popen'"),
-    ({"t": "dict", "id": 0, "items": [["ok", 1], ["hook", {"t": "function", "name": "posix.system"}]]},
-     "the function 'posix.system'"),
-    ({"t": "method", "name": "__reduce__", "self": {"t": "function", "name": "numpy.linalg.eigh"}},
-     "the method 'numpy._ArrayFunctionDispatcher.__reduce__'"),
-    ({"t": "pickle", "v": "cos\nsystem\n"}, "an entry of unknown type 'pickle'"),
-])
+@pytest.mark.parametrize(
+    "root, refused",
+    [
+        ({"t": "function", "name": "os.system"}, "the function 'os.system'"),
+        ({"t": "function", "name": "builtins.getattr"}, "the function 'builtins.getattr'"),
+        ({"t": "class", "name": "subprocess.Popen"}, "the class 'subprocess.Popen'"),
+        (
+            {"t": "object", "id": 0, "class": "subprocess.Popen", "attrs": [["args", "touch x"]]},
+            "the class 'subprocess.Popen'",
+        ),
+        (
+            {"t": "dict", "id": 0, "items": [["ok", 1], ["hook", {"t": "function", "name": "posix.system"}]]},
+            "the function 'posix.system'",
+        ),
+        (
+            {"t": "method", "name": "__reduce__", "self": {"t": "function", "name": "numpy.linalg.eigh"}},
+            "the method 'numpy._ArrayFunctionDispatcher.__reduce__'",
+        ),
+        ({"t": "pickle", "v": "cos\nsystem\n"}, "an entry of unknown type 'pickle'"),
+    ],
+)
 def test_a_file_naming_anything_outside_the_allowlists_is_refused_naming_it_and_the_file(tmp_path, root, refused):
     path = tmp_path / "es_state.npz"
     good = np.random.RandomState(3).get_state()
     # a global random state first: it would be set, if loading did not stop before anything takes effect
-    path.write_bytes(crafted({"t": "list", "id": 9, "items": [
-        {"t": "random_state", "id": 8, "global": True, "state": {"t": "tuple", "items": [
-            "MT19937", {"t": "array", "id": 7, "entry": "k"}, int(good[2]), 0, 0.0]}}, root]},
-        {"k": good[1]}))
+    path.write_bytes(
+        crafted(
+            {
+                "t": "list",
+                "id": 9,
+                "items": [
+                    {
+                        "t": "random_state",
+                        "id": 8,
+                        "global": True,
+                        "state": {
+                            "t": "tuple",
+                            "items": ["MT19937", {"t": "array", "id": 7, "entry": "k"}, int(good[2]), 0, 0.0],
+                        },
+                    },
+                    root,
+                ],
+            },
+            {"k": good[1]},
+        )
+    )
     before = np.random.get_state()
     with pytest.raises(ValueError) as err:
         esstate.load(path)

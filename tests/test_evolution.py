@@ -2,6 +2,7 @@
 a resume (after a clean stop or a kill at any write) that continues exactly where the run was, and a CMA-ES state
 that is never unpickled."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -14,11 +15,11 @@ import traceback
 import numpy as np
 import pytest
 import torch
-
 from conftest import wait_for, wm
+
 from wmlib import esstate, pretrained, rundir
 from wmlib.config import make_config
-from wmlib.evolution import generation_jobs, train_controller
+from wmlib.evolution import chosen_generation, generation_jobs, train_controller
 from wmlib.io import CRASH_ENV, atomic_write_bytes, read_csv
 from wmlib.seeding import EVAL, TRAIN, episode_seed
 
@@ -69,8 +70,7 @@ def test_a_saved_state_of_another_population_is_refused(run_copy):
     assert (d / "controller" / "es_state.npz").read_bytes() == before
 
 
-def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_start(run_copy, smoke_runs,
-                                                                                       tmp_path):
+def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_start(run_copy, smoke_runs, tmp_path):
     d = run_copy("DoomTakeCover")  # its controller: the start
     start = torch.load(d / rundir.CONTROLLER, weights_only=True)
     x0, g0 = start["params"].double().numpy(), start["generation"]
@@ -90,8 +90,10 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     ckpt = torch.load(cont / rundir.CONTROLLER, weights_only=True)
     assert ckpt["generation"] == g0 + 2 and (ckpt["start_from"], ckpt["start_generation"]) == (str(d), g0)
     # the card says which generations are this search's and whose controller it started from
-    assert (f"generations {g0 + 1}-{g0 + 2}: a new search centred on the generation-{g0} controller of "
-            f"{d.parent.name}/{d.name}") in pretrained.card(cont)
+    assert (
+        f"generations {g0 + 1}-{g0 + 2}: a new search centred on the generation-{g0} controller of "
+        f"{d.parent.name}/{d.name}"
+    ) in pretrained.card(cont)
     agent = pretrained.export(cont, tmp_path / "agent", sample_episodes=1)  # the start named, not located
     assert torch.load(agent / rundir.CONTROLLER, weights_only=True)["start_from"] == f"{d.parent.name}/{d.name}"
     before = {p: p.read_bytes() for p in (cont / "controller").rglob("*") if p.is_file()}
@@ -99,12 +101,10 @@ def test_a_search_can_start_from_a_trained_controller_and_resumes_from_its_own_s
     ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
     ckpt["params"] = torch.zeros_like(ckpt["params"])
     torch.save(ckpt, other)
-    out = wm("controller", "--data_dir", cont, "--start_from", other, "--generations", g0 + 3, "--quiet",
-             check=False)
+    out = wm("controller", "--data_dir", cont, "--start_from", other, "--generations", g0 + 3, "--quiet", check=False)
     assert out.returncode == 2 and "es_state.npz" in out.stderr and "zero.pt" in out.stderr
     car = smoke_runs("CarRacing-v3")
-    out = wm("controller", "--data_dir", cont, "--start_from", car, "--generations", g0 + 3, "--quiet",
-             check=False)
+    out = wm("controller", "--data_dir", cont, "--start_from", car, "--generations", g0 + 3, "--quiet", check=False)
     assert out.returncode == 2 and "--start_from" in out.stderr and str(car) in out.stderr
     assert {p: p.read_bytes() for p in (cont / "controller").rglob("*") if p.is_file()} == before  # nothing changed
     # once the start is gone (say, replaced by the agent this search made), the search resumes without it
@@ -133,8 +133,10 @@ def test_killed_controller_resumes_from_last_generation(run_copy):
     d = run_copy("DoomTakeCover")
     shutil.rmtree(d / "controller")
     log = d / "controller/log.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d),
-                             "--generations", "1000", "--quiet"], start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d), "--generations", "1000", "--quiet"],
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
     finally:
@@ -148,6 +150,7 @@ def test_killed_controller_resumes_from_last_generation(run_copy):
 
 
 # -- the CMA-ES state: never unpickled, checked, and the commit point of every generation --------------------------
+
 
 class _Payload:
     """What a crafted pickle does when loaded: here, make a file."""
@@ -180,7 +183,8 @@ def test_a_pickled_state_is_never_loaded(run_copy, tmp_path):
     assert out.stderr.strip() == (
         f"wm controller: error: {pickled}: pickled CMA-ES state can run code when loaded, so it is not read; delete "
         f"{d / 'controller'} to start C again, or move it aside and start a new search from its controller.pt "
-        "with --start_from")
+        "with --start_from"
+    )
     assert not marker.exists() and _files(d / "controller") == before
     state.write_bytes(saved)  # beside a state of its own, the pickle is left alone, unread
     train_controller(make_config("DoomTakeCover", "smoke", generations=3), d, progress=False)
@@ -232,11 +236,17 @@ def test_a_damaged_state_is_refused_naming_it(run_copy):
 # curve is drawn once, at the end), then a rerun, gives the files of an uninterrupted run. And a kill right after the
 # last state is in place: the rerun has no generation left to run, only the log and the curve to write.
 CRASH_GENERATIONS = 3
-CRASH_POINTS = {"means/gen_NNNN.pt": ("gen_0", 2), "controller.pt": ("controller.pt", 2),
-                "es_state.npz": ("es_state.npz", 2), "log.csv": ("log.csv", 2),
-                "learning_curve.png": ("learning_curve.png", 1), "the last es_state.npz": ("es_state.npz", 3)}
+CRASH_POINTS = {
+    "means/gen_NNNN.pt": ("gen_0", 2),
+    "controller.pt": ("controller.pt", 2),
+    "es_state.npz": ("es_state.npz", 2),
+    "log.csv": ("log.csv", 2),
+    "learning_curve.png": ("learning_curve.png", 1),
+    "the last es_state.npz": ("es_state.npz", 3),
+}
 CRASHES = [(f, p) for f in CRASH_POINTS if f != "the last es_state.npz" for p in ("create", "write", "rename")] + [
-    ("the last es_state.npz", "rename")]
+    ("the last es_state.npz", "rename")
+]
 
 
 def _without_clock(node):
@@ -316,3 +326,67 @@ def test_a_kill_at_any_write_then_a_rerun_gives_the_uninterrupted_files(uninterr
     train_controller(cfg, d, progress=False)
     assert _controller_files(d) == expected
     assert not list(d.rglob("*.tmp"))
+
+
+def test_chosen_generation_is_the_first_best_evaluation_or_else_the_best_candidate():
+    rows = [
+        dict(generation=g, fitness_best=f, eval_mean=e)
+        for g, f, e in [(1, 5.0, ""), (2, 6.0, 7.0), (3, 9.0, ""), (4, 8.0, 7.0)]
+    ]
+    state = dict(rows=rows, generation=4, best_eval=7.0, best_eval_params=np.zeros(2), best_fitness=9.0)
+    assert chosen_generation(state) == 2  # the mean kept: the first to evaluate best
+    assert chosen_generation(dict(state, best_eval_params=None)) == 3  # no evaluation yet: the best candidate's
+    assert chosen_generation(dict(state, rows=[])) == 4
+
+
+def test_the_controller_kept_is_the_best_evaluated_mean_and_names_its_generation(smoke_runs):
+    d = smoke_runs("DoomTakeCover")
+    ckpt = torch.load(d / rundir.CONTROLLER, weights_only=True)
+    log = read_csv(rundir.log_path(d, "controller"))
+    best = int(log["generation"][int(np.nanargmax(log["eval_mean"]))])
+    assert ckpt["chosen_generation"] == best and ckpt["generation"] == int(log["generation"][-1])
+    assert torch.equal(ckpt["params"], torch.load(rundir.mean_path(d, best), weights_only=True)["params"])
+
+
+_OPENED: list[str] | None = None  # while a test counts them: the files of V and M opened by this process
+
+
+def _count_opens(event, args):
+    if (
+        _OPENED is not None
+        and event == "open"
+        and isinstance(args[0], (str, os.PathLike))
+        and os.fspath(args[0]).endswith((str(rundir.VISION), str(rundir.MEMORY)))
+    ):
+        _OPENED.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_count_opens)
+
+
+def test_a_search_loads_v_and_m_once_even_when_worker_processes_score_it(run_copy):
+    """V and M are read from disk once per search: the evaluator (here local worker processes, which get the
+    weights from this process) plays with the agent loaded by the search."""
+    global _OPENED
+    from wmlib.agent import Agent
+    from wmlib.evaluators import choose
+    from wmlib.processes import ProcessPoolEvaluator
+
+    d = run_copy("DoomTakeCover")
+    shutil.rmtree(d / "controller")
+    cfg = make_config("DoomTakeCover", "smoke", in_dream=False, workers=2, max_steps=20, generations=1)
+    _OPENED = []
+    try:
+        Agent.from_run(d, cfg.game).close()
+        once = list(_OPENED)
+        _OPENED.clear()
+        with choose(cfg, d) as ev:
+            assert isinstance(ev, ProcessPoolEvaluator)
+            train_controller(cfg, d, ev, progress=False)
+        assert _OPENED == once and len(once) == 2
+        _OPENED.clear()
+        train_controller(dataclasses.replace(cfg, generations=2), d, progress=False)  # its own evaluator
+        assert _OPENED == once
+    finally:
+        _OPENED = None
+    assert read_csv(rundir.log_path(d, "controller"))["generation"].tolist() == [1, 2]

@@ -107,16 +107,19 @@ def test_doom_starts_from_a_read_only_working_directory_and_leaves_nothing_there
     environment's (removed by close), not to the working directory, which may be read-only."""
     here = tmp_path / "here"
     here.mkdir()
-    code = ("import os, numpy as np\nfrom wmlib.games import make_env\n"
-            "env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\nfolder = env.engine_folder\n"
-            "print('ENGINE', sorted(os.listdir(folder)))\n"
-            "print('REWARDS', [env.step(np.array([1.0]))[1] for _ in range(3)])\n"
-            "env.close()\nprint('REMOVED', not os.path.exists(folder))\n")
+    code = (
+        "import os, numpy as np\nfrom wmlib.games import make_env\n"
+        "env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\nfolder = env.engine_folder\n"
+        "print('ENGINE', sorted(os.listdir(folder)))\n"
+        "print('REWARDS', [env.step(np.array([1.0]))[1] for _ in range(3)])\n"
+        "env.close()\nprint('REMOVED', not os.path.exists(folder))\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     locked = read_only(here)
     try:
-        out = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True,
-                             timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True, timeout=300
+        )
     finally:
         writable(here)
     assert out.returncode == 0, f"exit {out.returncode} (read-only: {locked}):\n{out.stdout}\n{out.stderr}"

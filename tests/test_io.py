@@ -12,8 +12,17 @@ import torch
 
 from wmlib import rundir
 from wmlib.controller import load_controller
-from wmlib.io import (append_csv, atomic_save, atomic_torch_save, atomic_write_bytes, atomic_write_text,
-                      load_checkpoint, load_model, read_csv, verify_checksum)
+from wmlib.io import (
+    append_csv,
+    atomic_save,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_checkpoint,
+    load_model,
+    read_csv,
+    verify_checksum,
+)
 from wmlib.memory import load_memory
 from wmlib.vision import load_vision
 
@@ -86,8 +95,14 @@ def same(a, b) -> bool:
 def small_checkpoint() -> dict:
     torch.manual_seed(0)
     net = torch.nn.Linear(6, 4)
-    return dict(model=net.state_dict(), arch=dict(n_in=6, n_out=4), step=7, config=dict(game="DoomTakeCover"),
-                log=[dict(step=1, loss=0.5)], mean=torch.arange(5, dtype=torch.float64))
+    return dict(
+        model=net.state_dict(),
+        arch=dict(n_in=6, n_out=4),
+        step=7,
+        config=dict(game="DoomTakeCover"),
+        log=[dict(step=1, loss=0.5)],
+        mean=torch.arange(5, dtype=torch.float64),
+    )
 
 
 def test_a_checkpoint_records_its_checksum_and_the_same_content_gives_the_same_bytes(tmp_path):
@@ -154,17 +169,20 @@ def regions(data: bytes) -> dict[str, tuple[int, int]]:
     members = zipfile.ZipFile(io.BytesIO(data)).infolist()
     spans = {}
     for m in members:
-        name_len, extra_len = (int.from_bytes(data[m.header_offset + k:m.header_offset + k + 2], "little")
-                               for k in (26, 28))
+        name_len, extra_len = (
+            int.from_bytes(data[m.header_offset + k : m.header_offset + k + 2], "little") for k in (26, 28)
+        )
         start = m.header_offset + 30 + name_len + extra_len
         spans[m.filename] = (start, start + m.compress_size)
     tensors = [spans[n] for n in spans if "/data/" in n]
-    return {"pickle": next(spans[n] for n in spans if n.endswith("/data.pkl")),
-            "tensor": max(tensors, key=lambda span: span[1] - span[0]),
-            "local header": (0, 30),
-            "central directory": (max(m.header_offset for m in members) + 30, len(data) - 71 - 22),
-            "end record": (len(data) - 71 - 22, len(data) - 71),
-            "checksum": (len(data) - 71, len(data))}
+    return {
+        "pickle": next(spans[n] for n in spans if n.endswith("/data.pkl")),
+        "tensor": max(tensors, key=lambda span: span[1] - span[0]),
+        "local header": (0, 30),
+        "central directory": (max(m.header_offset for m in members) + 30, len(data) - 71 - 22),
+        "end record": (len(data) - 71 - 22, len(data) - 71),
+        "checksum": (len(data) - 71, len(data)),
+    }
 
 
 LOADERS = {rundir.VISION: load_vision, rundir.MEMORY: load_memory, rundir.CONTROLLER: load_controller}

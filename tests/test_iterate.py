@@ -58,14 +58,16 @@ def test_a_round_adds_controller_episodes_and_continues_m(run_copy, tmp_path):
     assert json.loads((out / "iteration.json").read_text())["seconds"].keys() >= {"play", "encode", "memory"}
 
     # the same seed plays the same episodes; a second round plays new ones
-    again = iterate.iterate(src, tmp_path / "again", draws=1, perturbed=1, episodes_each=2, more_rnn_steps=3,
-                            progress=False)
+    again = iterate.iterate(
+        src, tmp_path / "again", draws=1, perturbed=1, episodes_each=2, more_rnn_steps=3, progress=False
+    )
     assert again["controllers"] == rec["controllers"]
     for a, b in zip(new, episodes.list_episodes(tmp_path / "again")[n_src:]):
         assert np.array_equal(episodes.load_episode(a)["actions"], episodes.load_episode(b)["actions"])
     wm("controller", "--data_dir", out, "--quiet")
-    rec2 = iterate.iterate(out, tmp_path / "round2", draws=0, perturbed=1, episodes_each=1, more_rnn_steps=1,
-                           progress=False)
+    rec2 = iterate.iterate(
+        out, tmp_path / "round2", draws=0, perturbed=1, episodes_each=1, more_rnn_steps=1, progress=False
+    )
     assert rec2["round"] == 2 and rec2["first_episode"] == n_src + 6 and rec2["previous"]["round"] == 1
     seeds = lambda d, r: [episodes.load_episode(p)["meta"]["seed"] for p in episodes.list_episodes(d)[r]]  # noqa
     assert not set(seeds(tmp_path / "round2", slice(n_src + 6, None))) & set(seeds(out, slice(n_src, None)))
@@ -89,9 +91,16 @@ def test_a_round_adds_controller_episodes_and_continues_m(run_copy, tmp_path):
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     assert kept[0]["real_mean"] == rec["controllers"][0]["mean"] and kept[0]["dream_mean"] is not None
     assert kept[1]["real_mean"] == rec2["controllers"][0]["mean"] and kept[2]["real_mean"] is None
-    assert iterate.rounds(src) == [dict(round=0, controller=src / "controller" / "controller.pt",
-                                        memory=src / "memory" / "memory.pt", generation=2, real_mean=None,
-                                        dream_mean=None)]
+    assert iterate.rounds(src) == [
+        dict(
+            round=0,
+            controller=src / "controller" / "controller.pt",
+            memory=src / "memory" / "memory.pt",
+            generation=2,
+            real_mean=None,
+            dream_mean=None,
+        )
+    ]
     # they ship with an exported agent, and load from there (weights only)
     dest = pretrained.export(tmp_path / "round2", tmp_path / "shipped")
     assert [load_controller(r["controller"])[1]["generation"] for r in iterate.rounds(dest)] == [2, 2, 2]
@@ -103,8 +112,24 @@ def test_a_round_can_give_its_new_episodes_a_share_of_m_s_windows(run_copy, tmp_
 
     src = run_copy("DoomTakeCover")
     out = tmp_path / "r1"
-    proc = wm("iterate", "--data_dir", src, "--out", out, "--draws", 1, "--perturbed", 0, "--episodes", 1,
-              "--more_rnn_steps", 2, "--recent_share", 0.5, "--quiet")
+    proc = wm(
+        "iterate",
+        "--data_dir",
+        src,
+        "--out",
+        out,
+        "--draws",
+        1,
+        "--perturbed",
+        0,
+        "--episodes",
+        1,
+        "--more_rnn_steps",
+        2,
+        "--recent_share",
+        0.5,
+        "--quiet",
+    )
     assert "dream fidelity" in proc.stdout
     assert json.loads((out / "config.json").read_text())["recent_share"] == 0.5
     assert json.loads((out / "iteration.json").read_text())["recent_share"] == 0.5
@@ -133,8 +158,22 @@ def test_perturbed_controllers_are_near_the_trained_one(run_copy):
 def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path):
     src = run_copy("DoomTakeCover")
     out = tmp_path / "r1"
-    proc = wm("iterate", "--data_dir", src, "--out", out, "--draws", 1, "--perturbed", 0, "--episodes", 1,
-              "--more_rnn_steps", 2, "--quiet")
+    proc = wm(
+        "iterate",
+        "--data_dir",
+        src,
+        "--out",
+        out,
+        "--draws",
+        1,
+        "--perturbed",
+        0,
+        "--episodes",
+        1,
+        "--more_rnn_steps",
+        2,
+        "--quiet",
+    )
     assert "draw 1: real" in proc.stdout and "next: wm controller" in proc.stdout
     made = sorted(p.name for p in episodes.list_episodes(out))
     proc = wm("run", "--data_dir", out, "--quiet")  # a complete run directory: nothing is collected again
@@ -178,9 +217,15 @@ def test_recent_share_is_the_share_of_windows_that_start_in_the_latest_round(tmp
 
     lengths, rounds_ = [300, 250, 400, 40, 30], [0, 0, 1, 2, 2]  # the latest round: 70 of 1020 steps (7%)
     for i, (n, r) in enumerate(zip(lengths, rounds_)):
-        episodes.save_arrays(tmp_path / f"ep_{i:06d}.npz", dict(round=r), mu=np.full((n, 2), i, np.float32),
-                             logvar=np.full((n, 2), -30.0, np.float32), actions=np.zeros((n, 1), np.float32),
-                             rewards=np.ones(n, np.float32), dones=np.zeros(n, bool))
+        episodes.save_arrays(
+            tmp_path / f"ep_{i:06d}.npz",
+            dict(round=r),
+            mu=np.full((n, 2), i, np.float32),
+            logvar=np.full((n, 2), -30.0, np.float32),
+            actions=np.zeros((n, 1), np.float32),
+            rewards=np.ones(n, np.float32),
+            dones=np.zeros(n, bool),
+        )
     stream = SeriesStream(sorted(tmp_path.glob("ep_*.npz")), z_dim=2)
     rng = np.random.default_rng(0)
     starts = lambda b: b["z"][:, 0, 0].round().long().numpy()  # noqa: E731 (mu holds the episode's number)

@@ -15,7 +15,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(wmlib.__file__).parent
-MAX_LINES = 450
+MAX_LINES = 520  # lines as ruff formats them
 
 
 def contract_layers() -> list[str]:
@@ -30,8 +30,9 @@ def modules() -> list[Path]:
 
 def test_the_layer_contract_is_kept():
     lint = Path(sys.executable).parent / "lint-imports"
-    result = subprocess.run([str(lint), str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [str(lint), str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "1 kept, 0 broken" in result.stdout
 
@@ -53,8 +54,14 @@ def test_a_layer_contract_catches_an_upward_import(tmp_path):
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     lint = Path(sys.executable).parent / "lint-imports"
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(lint), str(tmp_path / "pyproject.toml"), "--no-cache"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [str(lint), str(tmp_path / "pyproject.toml"), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode != 0
     assert "wmlib.plots -> wmlib.memory" in result.stdout
 

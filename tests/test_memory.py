@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import wm
-from wmlib.memory import MDNOutput, Memory, mdn_nll, memory_loss, sample_mixture
+
+from wmlib.memory import MDNOutput, Memory, lstm_step, mdn_nll, memory_loss, sample_mixture, sample_mixture_plain
 from wmlib.mixtures import memory_predictions, mixture_density, mixture_moments
 from wmlib.seeding import episode_keys
 
@@ -71,14 +71,14 @@ def test_a_window_that_crosses_an_episode_start_restarts_from_a_zero_state():
     restart[1, 9] = 1
     whole, (h, c) = m(z, a, restart)
     for row, t in ((0, 5), (1, 9)):
-        fresh, (hf, cf) = m(z[row:row + 1, t:], a[row:row + 1, t:], restart[row:row + 1, t:])
+        fresh, (hf, cf) = m(z[row : row + 1, t:], a[row : row + 1, t:], restart[row : row + 1, t:])
         for name in ("logpi", "mu", "logsigma", "done_logit"):
-            torch.testing.assert_close(getattr(whole, name)[row:row + 1, t:], getattr(fresh, name))
-        torch.testing.assert_close(h[:, row:row + 1], hf)
-        torch.testing.assert_close(c[:, row:row + 1], cf)
+            torch.testing.assert_close(getattr(whole, name)[row : row + 1, t:], getattr(fresh, name))
+        torch.testing.assert_close(h[:, row : row + 1], hf)
+        torch.testing.assert_close(c[:, row : row + 1], cf)
         # and before the boundary, what the old episode's own window gives
-        old, _ = m(z[row:row + 1, :t], a[row:row + 1, :t], restart[row:row + 1, :t])
-        torch.testing.assert_close(whole.mu[row:row + 1, :t], old.mu)
+        old, _ = m(z[row : row + 1, :t], a[row : row + 1, :t], restart[row : row + 1, :t])
+        torch.testing.assert_close(whole.mu[row : row + 1, :t], old.mu)
     # the row without a boundary is what one uninterrupted LSTM pass gives
     hs, _ = m.lstm(m._inputs(z[2:], a[2:], restart[2:]))
     torch.testing.assert_close(whole.mu[2:], m.split(m.head(hs)).mu)
@@ -117,18 +117,65 @@ def test_step_without_the_head_gives_the_same_state():
     assert torch.equal(h, h2) and torch.equal(c, c2)
 
 
+def test_lstm_step_is_one_step_of_torchs_lstm():
+    """The LSTM's equations as written (i, f, g, o from W_ih x + b_ih + W_hh h + b_hh; c' = f c + i g; h' = o tanh c')
+    with nn.LSTM's own weights are what nn.LSTM computes."""
+    torch.manual_seed(0)
+    m = Memory(z_dim=4, action_dim=1, hidden_dim=16, mixtures=3, predict_done=True, restart_flag=True)
+    lstm = m.lstm
+    x, h, c = torch.randn(5, m.input_dim), torch.randn(5, 16), torch.randn(5, 16)
+    with torch.no_grad():
+        h1, c1 = lstm_step(x, h, c, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        _, (h_torch, c_torch) = lstm(x[:, None], (h[None], c[None]))
+    torch.testing.assert_close(h1, h_torch[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c1, c_torch[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", [torch.inference_mode, torch.no_grad, torch.enable_grad])
+def test_the_fast_step_computes_the_plain_equations(mode):
+    """Memory.step's two implementations along a rollout: the plain equations (lstm_step, split(head(h))) and the
+    fast ones (one product and one sigmoid for the four gates, the rearranged head) agree to float rounding, and on
+    the CPU the default is the fast one, exactly (every published score was computed with it)."""
+    torch.manual_seed(0)
+    m = Memory(z_dim=8, action_dim=1, hidden_dim=32, mixtures=5, predict_done=True, restart_flag=True).eval()
+    z, a = torch.randn(6, 8), torch.randn(6, 1)
+    keys = episode_keys(np.arange(6))
+    start = (torch.randn(6, 32), torch.randn(6, 32))
+    with mode():
+        weights = m.step_weights()
+        state = {True: start, False: start}
+        for t in range(6):
+            restart = torch.tensor([1.0, 0, 1, 0, 0, 1]) if t == 0 else torch.zeros(6)
+            out = {}
+            for fast in (True, False):
+                out[fast], *state[fast] = m.step(z, a, restart, *state[fast], weights, fast=fast)
+            for name in ("logpi", "mu", "logsigma", "done_logit"):
+                torch.testing.assert_close(getattr(out[True], name), getattr(out[False], name), atol=2e-6, rtol=1e-5)
+            for i in (0, 1):
+                torch.testing.assert_close(state[True][i], state[False][i], atol=2e-6, rtol=1e-5)
+            default, h, c = m.step(z, a, restart, *state[True], weights)
+            fast, hf, cf = m.step(z, a, restart, *state[True], weights, fast=True)
+            assert torch.equal(h, hf) and torch.equal(c, cf) and torch.equal(default.mu, fast.mu)
+            z = sample_mixture(out[True], 1.15, keys, t).detach()
+
+
 def test_nll_by_hand():
     # one dimension, two components: pi = (0.25, 0.75), mu = (0, 2), sigma = (1, 0.5), z = 1
-    out = MDNOutput(logpi=torch.log(torch.tensor([[0.25, 0.75]])), mu=torch.tensor([[0.0, 2.0]]),
-                    logsigma=torch.log(torch.tensor([[1.0, 0.5]])), done_logit=None)
+    out = MDNOutput(
+        logpi=torch.log(torch.tensor([[0.25, 0.75]])),
+        mu=torch.tensor([[0.0, 2.0]]),
+        logsigma=torch.log(torch.tensor([[1.0, 0.5]])),
+        done_logit=None,
+    )
     normal = lambda x, m, s: math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
     expected = -math.log(0.25 * normal(1, 0, 1) + 0.75 * normal(1, 2, 0.5))
     assert mdn_nll(out, torch.tensor([1.0])).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_done_loss_weights_positives():
-    out = MDNOutput(torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1),
-                    done_logit=torch.tensor([[0.0, 0.0]]))
+    out = MDNOutput(
+        torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), done_logit=torch.tensor([[0.0, 0.0]])
+    )
     z_next = torch.zeros(1, 2, 1)
     _, _, d = memory_loss(out, z_next, done=torch.tensor([[1.0, 0.0]]), done_weight=10.0)
     assert d.item() == pytest.approx((10 * math.log(2) + math.log(2)) / 2, rel=1e-6)
@@ -148,10 +195,14 @@ def _mixture(b, pis, mus, sigmas):
     )
 
 
-def test_sampling_statistics_match_the_mixture():
+SAMPLERS = pytest.mark.parametrize("sample", [sample_mixture, sample_mixture_plain], ids=["fast", "plain"])
+
+
+@SAMPLERS
+def test_sampling_statistics_match_the_mixture(sample):
     b = 200_000
     pis, mus, sigmas = [0.3, 0.7], [-2.0, 1.0], [0.5, 1.5]
-    z = sample_mixture(_mixture(b, pis, mus, sigmas), 1.0, episode_keys(np.arange(b)), step=0)[:, 0]
+    z = sample(_mixture(b, pis, mus, sigmas), 1.0, episode_keys(np.arange(b)), step=0)[:, 0]
     mean = sum(p * m for p, m in zip(pis, mus))
     var = sum(p * (s**2 + m**2) for p, m, s in zip(pis, mus, sigmas)) - mean**2
     assert z.mean().item() == pytest.approx(mean, abs=0.02)
@@ -161,19 +212,47 @@ def test_sampling_statistics_match_the_mixture():
     assert (z < -0.5).float().mean().item() == pytest.approx(p_below, abs=0.005)
 
 
-def test_temperature():
+@SAMPLERS
+def test_temperature(sample):
     b = 100_000
     keys = episode_keys(np.arange(b))
     out = _mixture(b, [0.2, 0.8], [-3.0, 3.0], [1.0, 1.0])
     # low temperature: the heavier component almost always, with a smaller spread (sigma * sqrt(tau))
-    cold = sample_mixture(out, 0.1, keys, 0)[:, 0]
+    cold = sample(out, 0.1, keys, 0)[:, 0]
     assert (cold > 0).float().mean().item() > 0.99
     assert cold[cold > 0].std().item() == pytest.approx(math.sqrt(0.1), rel=0.05)
     # high temperature: weights flatten (logits / tau), spread grows
-    hot = sample_mixture(out, 2.0, keys, 0)[:, 0]
-    p_right = 0.8 ** 0.5 / (0.8 ** 0.5 + 0.2 ** 0.5)
+    hot = sample(out, 2.0, keys, 0)[:, 0]
+    p_right = 0.8**0.5 / (0.8**0.5 + 0.2**0.5)
     assert (hot > 0).float().mean().item() == pytest.approx(p_right, abs=0.01)
     assert hot[hot > 0].std().item() == pytest.approx(math.sqrt(2.0), rel=0.05)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.15, 2.0])
+def test_plain_and_fast_sampling_draw_the_same_samples(temperature):
+    """With the same random numbers (episode keys, step), the equations as written (sample_mixture_plain) and every
+    dream's sampler (sample_mixture) pick the same component and draw the same z, but for a rare u that falls
+    within float rounding of a component's boundary."""
+    b, n, k = 50_000, 8, 5
+    g = torch.Generator().manual_seed(0)
+    out = MDNOutput(
+        torch.log_softmax(2 * torch.randn(b, n, k, generator=g), -1),
+        2 * torch.randn(b, n, k, generator=g),
+        0.5 * torch.randn(b, n, k, generator=g) - 1,
+        None,
+    )
+    keys = episode_keys(np.arange(b))
+    fast, plain = sample_mixture(out, temperature, keys, 3), sample_mixture_plain(out, temperature, keys, 3)
+    same = torch.isclose(fast, plain, atol=1e-5, rtol=1e-5)
+    assert same.float().mean().item() > 0.9999
+    # and from a Memory.step output, whose (B, N, K) tensors are views of (B, K, N) blocks
+    torch.manual_seed(0)
+    m = Memory(z_dim=8, action_dim=1, hidden_dim=16, mixtures=5).eval()
+    with torch.inference_mode():
+        step, _, _ = m.step(torch.randn(64, 8), torch.randn(64, 1), None, *m.initial_state(64))
+        keys = episode_keys(np.arange(64))
+        fast, plain = sample_mixture(step, temperature, keys, 0), sample_mixture_plain(step, temperature, keys, 0)
+    assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_sampling_depends_only_on_each_episodes_key():
@@ -191,9 +270,15 @@ def test_training_windows_show_episode_ends_to_the_done_head(tmp_path):
     for i, n in enumerate([50, 80, 120]):
         dones = np.zeros(n, bool)
         dones[-1] = True
-        episodes.save_arrays(tmp_path / f"ep_{i:06d}.npz", {}, mu=np.full((n, 2), i, np.float32),
-                             logvar=np.zeros((n, 2), np.float32), actions=np.zeros((n, 1), np.float32),
-                             rewards=np.ones(n, np.float32), dones=dones)
+        episodes.save_arrays(
+            tmp_path / f"ep_{i:06d}.npz",
+            {},
+            mu=np.full((n, 2), i, np.float32),
+            logvar=np.zeros((n, 2), np.float32),
+            actions=np.zeros((n, 1), np.float32),
+            rewards=np.ones(n, np.float32),
+            dones=dones,
+        )
     stream = SeriesStream(sorted(tmp_path.glob("ep_*.npz")), z_dim=2)
     rng = np.random.default_rng(0)
     b = stream.batch(rng, 2000, seq_len=20, anywhere=True)
@@ -219,7 +304,6 @@ def test_a_finished_m_stopped_before_its_plot_gets_the_plot_on_the_next_run(run_
     assert (d / "memory" / "loss.png").exists() and (d / "memory" / "memory.pt").read_bytes() == weights
 
 
-
 def test_the_log_is_rewritten_from_the_checkpoint(run_copy):
     """M's checkpoint carries its log rows: a log.csv with a row twice and no header (what appending could leave
     after a kill) is written again from them; M itself is untouched."""
@@ -237,6 +321,7 @@ def test_the_log_is_rewritten_from_the_checkpoint(run_copy):
     log.write_bytes(b"\r\n".join(lines[1:] + lines[1:]))
     train_memory(make_config("DoomTakeCover", "smoke"), d, progress=False)
     assert log.read_bytes() == good and out.read_bytes() == weights
+
 
 def test_memory_from_another_vision_is_refused(run_copy, tmp_path):
     d = run_copy("DoomTakeCover")
@@ -296,8 +381,11 @@ def test_memory_predictions_line_up_each_step_with_the_next_latent():
     doom_memory = Memory(z_dim=8, action_dim=1, hidden_dim=16, mixtures=5, predict_done=True, restart_flag=True).eval()
     rng = np.random.default_rng(0)
     t = 12
-    series = dict(mu=rng.normal(size=(t, 8)).astype(np.float32), actions=rng.integers(-1, 2, (t, 1)).astype(np.float32),
-                  dones=np.r_[np.zeros(t - 1, bool), True])
+    series = dict(
+        mu=rng.normal(size=(t, 8)).astype(np.float32),
+        actions=rng.integers(-1, 2, (t, 1)).astype(np.float32),
+        dones=np.r_[np.zeros(t - 1, bool), True],
+    )
     pred = memory_predictions(doom_memory, series)
     assert np.array_equal(pred["actual"], series["mu"][1:])
     assert pred["mean"].shape == pred["std"].shape == (t - 1, 8) and pred["logpi"].shape == (t - 1, 8, 5)

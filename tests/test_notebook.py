@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 from wmlib import episodes, notebook
 from wmlib.memory import Memory
 from wmlib.mixtures import mixture_density
-from wmlib.plots import png_bytes
-from wmlib.vision import Vision, decode, encode, latent_kl, reconstruct
+from wmlib.vision import Vision, reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +157,83 @@ def test_round_story_plays_every_kept_round_in_its_dream_and_in_the_real_game(ru
     again = notebook.round_story(cfg, out, episodes=2)
     assert [r["dream_mean"] for r in again] == [r["dream_mean"] for r in story]
     assert [r["real_mean"] for r in again] == [r["real_mean"] for r in story]
+
+
+# -- exercises: the checks' helpers and the library's versions that stand in for a stub ------------------------------
+
+
+def test_check_keeps_a_right_answer_stands_in_for_a_stub_and_rejects_a_wrong_one(capsys):
+    def stub(x):
+        raise NotImplementedError("write it")
+
+    def test(f):
+        notebook.expect_close(f(2.0), 4.0, "f(2)", "square it")
+
+    assert notebook.check("square", lambda x: x * x, test, stand_in=np.square) is not np.square
+    assert "Check passed: square" in capsys.readouterr().out
+    assert notebook.check("square", stub, test, stand_in=np.square) is np.square
+    assert notebook.NOT_ATTEMPTED in capsys.readouterr().out
+    with pytest.raises(notebook.CheckFailed, match=r"f\(2\): yours 2, expected 4\nWhere to look: square it") as info:
+        notebook.check("square", lambda x: x, test, stand_in=np.square)
+    assert info.value._render_traceback_()[-1] == "Where to look: square it"  # IPython shows this, not a traceback
+    with pytest.raises(NotImplementedError):
+        notebook.check("square", stub, test)  # nothing to stand in: the stub stops
+
+
+def test_expect_close_names_the_shape_the_value_and_where_they_differ():
+    for yours, expected, message in [
+        ([1, 2], [1, 2, 3], r"shape \(2,\), expected \(3,\)"),
+        ([1.0, np.nan], [1.0, 2.0], "holds nan"),
+        ([[1, 2], [3, 5]], [[1, 2], [3, 4]], r"index \(1, 1\): 5 instead of 4"),
+        (torch.tensor(1.5, requires_grad=True), 1.0, "yours 1.5, expected 1"),
+    ]:
+        with pytest.raises(notebook.CheckFailed, match=message):
+            notebook.expect_close(yours, expected, "x")
+    notebook.expect_close(torch.ones(3), np.ones(3), "x")
+
+
+def test_a_moment_matched_gaussian_fails_the_distribution_test_and_a_right_sampler_passes():
+    rng = np.random.default_rng(0)
+    pi, mu, sigma = np.array([0.7, 0.3]), np.array([-2.0, 3.0]), np.array([0.5, 1.0])
+
+    def mixture(seed):
+        return mu[(k := np.random.default_rng(seed).choice(2, 40_000, p=pi))] + sigma[k] * rng.standard_normal(40_000)
+
+    reference = mixture(1)
+    notebook.expect_same_distribution(mixture(2), reference, "x", n=40_000)
+    mean, std = pi @ mu, np.sqrt(pi @ (sigma**2 + mu**2) - (pi @ mu) ** 2)
+    gaussian = rng.normal(mean, std, 40_000)
+    with pytest.raises(notebook.CheckFailed, match="do not follow the distribution"):
+        notebook.expect_same_distribution(gaussian, reference, "x", n=40_000)
+    assert "between its branches" in notebook.sampler_hint(gaussian, reference)
+    assert "one component" in notebook.sampler_hint(rng.normal(-2, 0.5, 40_000), reference)
+    d, _ = notebook.ks_distance(mixture(3), reference)
+    assert d < notebook.ks_limit(40_000, 40_000)
+
+
+def test_the_stand_ins_agree_with_the_library(vision, doom_memory):
+    torch.manual_seed(0)
+    x, h, c = torch.randn(3, doom_memory.input_dim), torch.randn(3, 16), torch.randn(3, 16)
+    x[:, -1] = 0.0  # the restart flag: not an episode's first step
+    h1, c1 = notebook.lstm_step(doom_memory, x, h, c)
+    z, a, restart = x[:, :8], x[:, 8:9], torch.zeros(3)
+    with torch.no_grad():
+        _, h2, c2 = doom_memory.step(z, a, restart, h, c)  # the dream's own step, on the same input
+    assert torch.allclose(h1, h2, atol=1e-5) and torch.allclose(c1, c2, atol=1e-5)
+    logpi, mu, logsigma = np.log([0.6, 0.4]), np.array([-1.5, 1.5]), np.log([0.3, 0.3])
+    draws = notebook.sample_next(logpi, mu, logsigma, 1.3, 40_000, np.random.default_rng(0))
+    from wmlib.mixtures import mixture_moments
+
+    mean, std = mixture_moments(logpi, mu, logsigma, temperature=1.3)
+    assert abs(draws.mean() - mean) < 0.03 and abs(draws.std() / std - 1) < 0.02
+    frames = torch.rand(2, 3, 64, 64)
+    m, lv = vision.encode(frames)
+    eps = torch.randn_like(m)
+    z, loss = notebook.vae_sample_and_loss(vision, frames, m, lv, eps)
+    assert torch.allclose(z, m + torch.exp(0.5 * lv) * eps)
+    assert notebook.dream_length([0.1, 0.5, 0.7]) == 3 and notebook.dream_length([0.1, 0.2]) == 2
+    assert notebook.training_length([-0.1] * 300, 100, 50) == 150 and notebook.training_length([-0.1] * 40) == 40
+    row = dict(real_mean=900, real_std=100, real_episodes=4)
+    assert notebook.clearly_better(row, dict(row, real_mean=700)) and not notebook.clearly_better(row, row)
+    scores = np.random.default_rng(1).normal(500, 300, 20)
+    assert notebook.paired_better(scores + 10, scores) and not notebook.paired_better(scores - 10, scores)

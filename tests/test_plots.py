@@ -42,9 +42,20 @@ def test_upscale_png_bytes_and_frame_grid():
 def controller_log(path, generations=4):
     for g in range(1, generations + 1):
         evaluated = g % 2 == 0
-        append_csv(path, dict(generation=g, max_len=40, fitness_mean=10.0 + g, fitness_best=12.0 + g,
-                              fitness_worst=8.0 + g, sigma=0.1, eval_mean=11.0 + g if evaluated else "",
-                              eval_std=1.0 if evaluated else "", seconds=0.1))
+        append_csv(
+            path,
+            dict(
+                generation=g,
+                max_len=40,
+                fitness_mean=10.0 + g,
+                fitness_best=12.0 + g,
+                fitness_worst=8.0 + g,
+                sigma=0.1,
+                eval_mean=11.0 + g if evaluated else "",
+                eval_std=1.0 if evaluated else "",
+                seconds=0.1,
+            ),
+        )
 
 
 def test_learning_curve_and_log_plots_are_saved_as_png(tmp_path):
@@ -88,13 +99,20 @@ def test_statistics_figures():
 def test_plot_predictions_has_a_row_per_dimension_and_one_for_done(done):
     rng = np.random.default_rng(0)
     t, n = 11, 8
-    pred = dict(actual=rng.normal(size=(t, n)), mean=rng.normal(size=(t, n)), std=np.ones((t, n)),
-                done_prob=rng.uniform(size=t) if done else None, dones=np.r_[np.zeros(t - 1, bool), True])
+    pred = dict(
+        actual=rng.normal(size=(t, n)),
+        mean=rng.normal(size=(t, n)),
+        std=np.ones((t, n)),
+        done_prob=rng.uniform(size=t) if done else None,
+        dones=np.r_[np.zeros(t - 1, bool), True],
+    )
     fig = plots.plot_predictions(pred, dims=(0, 3, 99))
     assert isinstance(fig, Figure) and len(fig.axes) == 2 + done  # dimension 99 does not exist: skipped
 
 
-@pytest.mark.parametrize("game, z_dim, hidden, n_params", [("CarRacing-v3", 32, 256, 867), ("DoomTakeCover", 64, 512, 1088)])
+@pytest.mark.parametrize(
+    "game, z_dim, hidden, n_params", [("CarRacing-v3", 32, 256, 867), ("DoomTakeCover", 64, 512, 1088)]
+)
 def test_plot_controller_shows_the_paper_sized_controller(game, z_dim, hidden, n_params):
     spec = ControllerSpec(game, z_dim, hidden)
     assert spec.n_params == n_params

@@ -24,8 +24,9 @@ from wmlib.runlock import RunDirectoryLocked
 SHIPPED = REPO / "pretrained" / "doom"
 shipped = pytest.mark.skipif(not (SHIPPED / "config.json").exists(), reason="no agent in pretrained/doom")
 CARRACING = REPO / "pretrained" / "carracing"
-shipped_carracing = pytest.mark.skipif(not (CARRACING / "config.json").exists(),
-                                       reason="no agent in pretrained/carracing")
+shipped_carracing = pytest.mark.skipif(
+    not (CARRACING / "config.json").exists(), reason="no agent in pretrained/carracing"
+)
 
 
 @shipped
@@ -113,10 +114,14 @@ def test_export_then_install_gives_a_run_that_plays_and_dreams(run_copy, tmp_pat
     assert (target / "test" / "scores.json").read_bytes() == made
 
 
-@pytest.mark.parametrize("name, game", [
-    pytest.param("04_vision", "CarRacing-v3", marks=shipped_carracing),
-    pytest.param("05_memory", "DoomTakeCover", marks=shipped),
-    pytest.param("07_dream_training", "DoomTakeCover", marks=shipped)])
+@pytest.mark.parametrize(
+    "name, game",
+    [
+        pytest.param("04_vision", "CarRacing-v3", marks=shipped_carracing),
+        pytest.param("05_memory", "DoomTakeCover", marks=shipped),
+        pytest.param("07_dream_training", "DoomTakeCover", marks=shipped),
+    ],
+)
 def test_notebooks_run_on_the_shipped_agent(name, game, tmp_path, monkeypatch):
     """The notebooks' PRETRAINED path (what a learner gets outside the smoke scale), executed for real."""
     from nbclient import NotebookClient
@@ -172,8 +177,9 @@ def test_wm_test_pretrained_carracing_drives_real_tracks_better_than_random(tmp_
     assert {rel: (CARRACING / rel).read_bytes() for rel in pretrained.files_of(CARRACING)} == before
 
 
-@pytest.mark.parametrize("shipped_agent", [
-    pytest.param(True, marks=shipped_carracing, id="shipped"), pytest.param(False, id="trained-here")])
+@pytest.mark.parametrize(
+    "shipped_agent", [pytest.param(True, marks=shipped_carracing, id="shipped"), pytest.param(False, id="trained-here")]
+)
 def test_notebook_06_runs_on_the_shipped_agent_or_trains_its_own(shipped_agent, tmp_path, monkeypatch):
     """Notebook 06 loads pretrained/carracing when the source tree has it (test_course runs that path too) and
     otherwise trains a whole agent at the smoke preset; both executed for real."""
@@ -191,7 +197,7 @@ def test_notebook_06_runs_on_the_shipped_agent_or_trains_its_own(shipped_agent, 
     assert (runs / "CarRacing-v3-pretrained").exists() == shipped_agent
     assert (runs / "CarRacing-v3-smoke").exists() != shipped_agent  # with the shipped agent, V and M are not trained
     assert (runs / "CarRacing-v3-own-smoke" / "controller" / "controller.pt").exists()  # evolved in the notebook
-    lap = (runs / ("CarRacing-v3-pretrained" if shipped_agent else "CarRacing-v3-smoke") / "notebook" / "lap.gif")
+    lap = runs / ("CarRacing-v3-pretrained" if shipped_agent else "CarRacing-v3-smoke") / "notebook" / "lap.gif"
     assert lap.stat().st_size > 0
 
 
@@ -212,15 +218,20 @@ def tree(d: Path) -> dict:
     """Every entry under ``d`` (links not followed) and the bytes of its plain files; {} when ``d`` is absent."""
     if not d.exists():
         return {}
-    return {p.relative_to(d): (p.read_bytes() if p.is_file() and not p.is_symlink() else os.readlink(p)
-                               if p.is_symlink() else "dir") for p in sorted(d.rglob("*"))}
+    return {
+        p.relative_to(d): (
+            p.read_bytes() if p.is_file() and not p.is_symlink() else os.readlink(p) if p.is_symlink() else "dir"
+        )
+        for p in sorted(d.rglob("*"))
+    }
 
 
 @pytest.fixture(scope="module")
 def exported(smoke_runs, tmp_path_factory):
     """A smoke run of Doom, exported as a pretrained agent (once for the module; tests change copies of it)."""
-    return pretrained.export(smoke_runs("DoomTakeCover"), tmp_path_factory.mktemp("exported") / "agent",
-                             sample_episodes=1)
+    return pretrained.export(
+        smoke_runs("DoomTakeCover"), tmp_path_factory.mktemp("exported") / "agent", sample_episodes=1
+    )
 
 
 @pytest.fixture
@@ -254,12 +265,15 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_is_written(agen
     assert tree(target) == before  # nothing written, not even the lock
 
 
-@pytest.mark.parametrize("rel, make", [
-    ("controller/es_state.pkl", lambda p, m: p.write_bytes(pickle.dumps(MakesAMarker(m)))),
-    ("hook.py", lambda p, m: p.write_text(f"open({str(m)!r}, 'w')\n")),
-    ("memory/extra.pt", lambda p, m: torch.save({"x": MakesAMarker(m)}, p)),
-    ("run", lambda p, m: (p.write_text(f"#!/bin/sh\ntouch {m}\n"), p.chmod(0o755))),
-])
+@pytest.mark.parametrize(
+    "rel, make",
+    [
+        ("controller/es_state.pkl", lambda p, m: p.write_bytes(pickle.dumps(MakesAMarker(m)))),
+        ("hook.py", lambda p, m: p.write_text(f"open({str(m)!r}, 'w')\n")),
+        ("memory/extra.pt", lambda p, m: torch.save({"x": MakesAMarker(m)}, p)),
+        ("run", lambda p, m: (p.write_text(f"#!/bin/sh\ntouch {m}\n"), p.chmod(0o755))),
+    ],
+)
 def test_a_pickle_or_a_program_in_an_agent_folder_is_refused_naming_it(agent, tmp_path, rel, make):
     marker = tmp_path / "ran"
     make(agent / rel, marker)
@@ -269,15 +283,20 @@ def test_a_pickle_or_a_program_in_an_agent_folder_is_refused_naming_it(agent, tm
     assert not marker.exists() and not target.exists()
 
 
-@pytest.mark.parametrize("rel, make, error", [
-    ("series/ep_000000.npz", lambda p, m: np.savez(p, mu=np.array([MakesAMarker(m)], dtype=object)),
-     "not a readable .npz of arrays"),
-    ("vision/vision.pt", lambda p, m: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
-     ""),
-    ("config.json", lambda p, m: p.write_text(p.read_text().replace('"seed"', '"sed"')), "unknown setting 'sed'"),
-    ("test/scores.json", lambda p, m: p.write_text("[1, 2]"), "expected a JSON object"),
-    ("controller/learning_curve.png", lambda p, m: p.write_bytes(b"GIF89a"), "not a PNG image"),
-])
+@pytest.mark.parametrize(
+    "rel, make, error",
+    [
+        (
+            "series/ep_000000.npz",
+            lambda p, m: np.savez(p, mu=np.array([MakesAMarker(m)], dtype=object)),
+            "not a readable .npz of arrays",
+        ),
+        ("vision/vision.pt", lambda p, m: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), ""),
+        ("config.json", lambda p, m: p.write_text(p.read_text().replace('"seed"', '"sed"')), "unknown setting 'sed'"),
+        ("test/scores.json", lambda p, m: p.write_text("[1, 2]"), "expected a JSON object"),
+        ("controller/learning_curve.png", lambda p, m: p.write_bytes(b"GIF89a"), "not a PNG image"),
+    ],
+)
 def test_an_agent_file_that_fails_its_check_is_refused_naming_it(agent, tmp_path, rel, make, error):
     marker = tmp_path / "ran"
     make(agent / rel, marker)
@@ -306,8 +325,10 @@ def test_a_run_directory_is_not_an_agent(smoke_runs, tmp_path):
 
 @pytest.mark.parametrize("name", ["../x", "../../tmp", "a/b", "..", ".", ".hidden", "", "doom/", "/abs"])
 def test_pretrained_takes_only_the_name_of_a_shipped_agent(name, tmp_path):
-    with pytest.raises(ValueError, match=f"^--pretrained {re.escape(name)}: expected the name of a shipped agent.*"
-                                         "--pretrained_dir PATH"):
+    with pytest.raises(
+        ValueError,
+        match=f"^--pretrained {re.escape(name)}: expected the name of a shipped agent.*--pretrained_dir PATH",
+    ):
         pretrained.pretrained_dir(name)
     with pytest.raises(ValueError, match="--pretrained"):
         pretrained.install(name, tmp_path / "installed")
@@ -320,7 +341,9 @@ def test_a_path_to_a_real_agent_is_not_a_name(agent, tmp_path):
     assert not (tmp_path / "installed").exists()
     with pytest.raises(FileNotFoundError, match="--pretrained nope: .*available: "):
         pretrained.pretrained_dir("nope")
-    with pytest.raises(FileNotFoundError, match=f"^--pretrained_dir {re.escape(str(tmp_path))}: not a pretrained agent"):
+    with pytest.raises(
+        FileNotFoundError, match=f"^--pretrained_dir {re.escape(str(tmp_path))}: not a pretrained agent"
+    ):
         pretrained.agent_dir(tmp_path)
 
 
@@ -344,13 +367,16 @@ def test_a_shipped_agent_folder_that_is_a_link_is_refused(agent, tmp_path, monke
     assert (pretrained.install("mine", tmp_path / "installed") / "config.json").exists()
 
 
-@pytest.mark.parametrize("rel, to", [
-    ("controller/controller.pt", "a copy elsewhere"),
-    ("test/scores.json", "/etc/passwd"),
-    ("config.json", "a copy elsewhere"),
-    ("notes.txt", "/etc/passwd"),
-    ("series", "a folder elsewhere"),
-])
+@pytest.mark.parametrize(
+    "rel, to",
+    [
+        ("controller/controller.pt", "a copy elsewhere"),
+        ("test/scores.json", "/etc/passwd"),
+        ("config.json", "a copy elsewhere"),
+        ("notes.txt", "/etc/passwd"),
+        ("series", "a folder elsewhere"),
+    ],
+)
 def test_a_symbolic_link_in_an_agent_folder_is_refused_naming_it(agent, tmp_path, rel, to):
     link = agent / rel
     elsewhere = tmp_path / "elsewhere" / link.name
@@ -378,9 +404,16 @@ def test_a_symbolic_link_in_an_agent_folder_is_refused_naming_it(agent, tmp_path
 def test_install_takes_the_run_directory_lock_before_writing(agent, tmp_path):
     target = tmp_path / "installed"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from wmlib.runlock import run_lock\n"
-         f"with run_lock({str(target)!r}, 'another command'):\n    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from wmlib.runlock import run_lock\n"
+            f"with run_lock({str(target)!r}, 'another command'):\n    print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = tree(target)
@@ -397,8 +430,9 @@ def test_export_writes_only_what_install_takes_and_install_copies_all_of_it(expo
     files = pretrained.files_of(exported)
     assert files and all(pretrained.kind_of(rel) for rel in files)
     assert not [p for p in exported.rglob("*") if p.is_symlink()]
-    assert sorted(rel.as_posix() for rel in files) == sorted(p.relative_to(exported).as_posix()
-                                                             for p in exported.rglob("*") if p.is_file())
+    assert sorted(rel.as_posix() for rel in files) == sorted(
+        p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()
+    )
     for rel in files:
         if rel.suffix == ".pt":
             torch.load(exported / rel, weights_only=True)
@@ -411,10 +445,11 @@ def test_export_writes_only_what_install_takes_and_install_copies_all_of_it(expo
     assert not (target / ".lock").exists()
 
 
-def test_python_m_wmlib_pretrained_exports_an_agent_install_takes(smoke_runs, tmp_path):
+def test_wm_export_writes_an_agent_install_takes(smoke_runs, tmp_path):
+    from conftest import wm
+
     dest = tmp_path / "agent"
-    out = subprocess.run([sys.executable, "-m", "wmlib.pretrained", smoke_runs("DoomTakeCover"), dest,
-                          "--episodes", "1"], capture_output=True, text=True, timeout=600)
+    out = wm("export", smoke_runs("DoomTakeCover"), dest, "--episodes", "1", check=False)
     assert out.returncode == 0, out.stderr
     files, ignored = pretrained.read_agent(dest)
     assert ignored == [] and set(files) == set(pretrained.files_of(dest))

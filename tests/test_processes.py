@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 import psutil
-
 from conftest import wait_for
-from wmlib.agent import Agent, EvalSettings, plan_tasks, run_jobs, split_evenly
+
+from wmlib.agent import Agent, EvalSettings, run_jobs
+from wmlib.jobs import plan_tasks, task_jobs
 from wmlib.processes import ProcessPoolEvaluator
 
 
@@ -27,15 +28,16 @@ def test_real_game_fitness_is_the_same_in_process_and_in_worker_processes(smoke_
     dream = EvalSettings(mode="dream", max_len=40, temperature=1.15)
     here = run_jobs(agent, settings, jobs)
     agent.close()
-    with ProcessPoolEvaluator(d, "DoomTakeCover", workers=2) as ev:
+    with ProcessPoolEvaluator(agent, workers=2) as ev:  # the agent's V and M, sent to the workers as weights
         there = ev.evaluate(settings, jobs)
         dreamt = ev.evaluate(dream, jobs)
     assert [s.tolist() for s in here] == [s.tolist() for s in there]
-    # Dream jobs go as one batched dream per worker: the in-process dreams of the same two groups.
-    groups = split_evenly(jobs, 2)
-    assert [len(g) for g in groups] == [2, 1]
-    expected = [s for g in groups for s in run_jobs(agent, dream, g)]
-    assert [s.tolist() for s in dreamt] == [s.tolist() for s in expected]
+    # A dream goes as one batched dream per worker, planned as every evaluator plans it: the in-process dreams
+    # of the same two batches (3 and 3 episodes, the second job's split between them).
+    tasks = plan_tasks(dream, jobs, 2)
+    assert tasks == [[(0, 0, 2), (1, 0, 1)], [(1, 1, 2), (2, 0, 2)]]
+    pieces = [s for t in tasks for s in run_jobs(agent, dream, task_jobs(jobs, t))]
+    assert np.concatenate([s for s in dreamt]).tolist() == np.concatenate(pieces).tolist()
 
 
 def test_one_long_job_is_split_over_the_workers_with_the_scores_of_one_process(smoke_runs):
@@ -62,8 +64,9 @@ def test_a_worker_killed_mid_generation_costs_a_retry_not_a_wrong_fitness(smoke_
     d = smoke_runs("DoomTakeCover")
     agent = Agent.from_run(d)
     rng = np.random.default_rng(0)
-    jobs = [(rng.normal(0, 0.1, agent.spec.n_params).astype(np.float32), [11 + i, 29 + i, 47 + i, 61 + i])
-            for i in range(2)]
+    jobs = [
+        (rng.normal(0, 0.1, agent.spec.n_params).astype(np.float32), [11 + i, 29 + i, 47 + i, 61 + i]) for i in range(2)
+    ]
     settings = EvalSettings(mode="real", max_len=200)
     out = {}
     before = spawned_workers()
@@ -109,9 +112,25 @@ def test_killing_wm_controller_kills_its_worker_processes_and_their_games(run_co
     ViZDoom game a worker started, is left."""
     d = run_copy("DoomTakeCover")
     shutil.rmtree(d / "controller")  # a new controller, evolved in the real game
-    proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "controller", "--data_dir", str(d), "--evaluator",
-                             "processes", "--workers", "2", "--no-in_dream", "--generations", "500", "--quiet"],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wmlib.cli",
+            "controller",
+            "--data_dir",
+            str(d),
+            "--evaluator",
+            "processes",
+            "--workers",
+            "2",
+            "--no-in_dream",
+            "--generations",
+            "500",
+            "--quiet",
+        ],
+        start_new_session=True,
+    )
     try:
         parent = psutil.Process(proc.pid)
 

@@ -1,25 +1,23 @@
-"""wmlib.rollouts: the random-action episodes V and M learn from: seeded, written whole, resumed after a kill; the
-worker processes die with the command and write only while it holds the run directory's lock."""
+"""wmlib.rollouts: the random-action episodes V and M learn from: seeded, written whole (by the command, which holds
+the run directory's lock, never by a worker), resumed after a kill; the worker processes die with the command.
+Local processes and Dask against in-process: test_farm."""
 
 import contextlib
-import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import psutil
 import pytest
-
 from conftest import wait_for, wm
+
 from wmlib import episodes, rollouts
 from wmlib.config import make_config
 from wmlib.games import GAMES, make_env
-from wmlib.runlock import run_lock
-from wmlib.rollouts import play_random_episode, random_action
+from wmlib.rollouts import collect_rollouts, play_random_episode, random_action
 
 
 @pytest.mark.parametrize("game", GAMES)
@@ -69,8 +67,21 @@ def test_random_actions_are_valid_game_actions(game):
 
 def test_killed_rollouts_resume_without_losing_finished_episodes(tmp_path):
     d = tmp_path / "run"
-    args = ["--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", str(d), "--num_rollouts", "12",
-            "--max_frames", "300", "--workers", "1", "--quiet"]
+    args = [
+        "--game",
+        "DoomTakeCover",
+        "--preset",
+        "smoke",
+        "--data_dir",
+        str(d),
+        "--num_rollouts",
+        "12",
+        "--max_frames",
+        "300",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "rollouts", *args], start_new_session=True)
     try:
         wait_for(lambda: len(episodes.list_episodes(d)) >= 3)
@@ -101,8 +112,21 @@ def alive(procs) -> list:
 
 def test_killing_rollouts_kills_its_workers_and_no_episode_is_written_after(tmp_path):
     d = tmp_path / "run"
-    args = ["--game", "CarRacing-v3", "--preset", "smoke", "--data_dir", str(d), "--num_rollouts", "400",
-            "--max_frames", "100", "--workers", "2", "--quiet"]
+    args = [
+        "--game",
+        "CarRacing-v3",
+        "--preset",
+        "smoke",
+        "--data_dir",
+        str(d),
+        "--num_rollouts",
+        "400",
+        "--max_frames",
+        "100",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "wmlib.cli", "rollouts", *args], start_new_session=True)
     try:
         parent = psutil.Process(proc.pid)
@@ -132,17 +156,23 @@ def test_killing_rollouts_kills_its_workers_and_no_episode_is_written_after(tmp_
         proc.wait()
 
 
-def test_a_rollout_worker_writes_only_while_its_parent_holds_the_run_lock(tmp_path):
-    """A worker started by this process writes an episode while this process holds the lock, and refuses (naming
-    the lock file) once it does not."""
-    d = tmp_path / "run"
-    cfg = make_config("CarRacing-v3", "smoke")
-    job = (cfg.to_dict(), str(d), 0)
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=rollouts._worker_init,
-                             initargs=(os.getpid(),)) as pool:
-        with run_lock(d, "test"):
-            assert pool.submit(rollouts._collect_one, job).result()[0] == 0
-        assert [p.name for p in episodes.list_episodes(d)] == ["ep_000000.npz"]
-        with pytest.raises(RuntimeError, match=r"\.lock: the run directory's lock is no longer held"):
-            pool.submit(rollouts._collect_one, (cfg.to_dict(), str(d), 1)).result()
-    assert [p.name for p in episodes.list_episodes(d)] == ["ep_000000.npz"]
+def test_an_episode_task_gives_the_bytes_save_episode_writes_and_writes_nothing(tmp_path):
+    """The rollout task returns the episode file's bytes (the process holding the run lock writes them): the same
+    bytes as episodes.save_episode writes for that episode, and as collect_rollouts wrote."""
+    cfg = make_config("DoomTakeCover", "smoke", num_rollouts=2)
+    before = set(tmp_path.iterdir())
+    data, meta, n = rollouts.play_episode(cfg.to_dict(), 1)
+    rollouts.close_env()
+    assert set(tmp_path.iterdir()) == before
+    env = make_env(cfg.game, max_steps=cfg.max_frames)
+    try:
+        ep = play_random_episode(env, cfg.game, meta["seed"], cfg.max_frames, cfg.hold_min, cfg.hold_max)
+    finally:
+        env.close()
+    episodes.save_episode(tmp_path / "saved.npz", meta=meta, **ep)
+    assert data == (tmp_path / "saved.npz").read_bytes() and n == len(ep["frames"])
+    assert data == rollouts.episode_bytes(meta=meta, **ep)
+    collect_rollouts(cfg, tmp_path / "run", progress=False)
+    assert episodes.episode_path(tmp_path / "run", 1).read_bytes() == data
+    loaded = episodes.load_episode(episodes.episode_path(tmp_path / "run", 1))
+    assert loaded["meta"] == meta and np.array_equal(loaded["frames"], ep["frames"])

@@ -48,8 +48,12 @@ def test_purposes_keep_the_seeds_of_different_jobs_apart():
 def test_generator_is_reproducible_and_keyed():
     draws = lambda *a: generator(*a).normal(size=5).tolist()  # noqa: E731
     assert draws(3, seeding.ITERATE, 1) == draws(3, seeding.ITERATE, 1)
-    others = [draws(4, seeding.ITERATE, 1), draws(3, seeding.FIDELITY, 1), draws(3, seeding.ITERATE, 2),
-              draws(3, seeding.ITERATE)]
+    others = [
+        draws(4, seeding.ITERATE, 1),
+        draws(3, seeding.FIDELITY, 1),
+        draws(3, seeding.ITERATE, 2),
+        draws(3, seeding.ITERATE),
+    ]
     assert all(o != draws(3, seeding.ITERATE, 1) for o in others)
     assert len({tuple(o) for o in others}) == len(others)
     assert draws(3, np.int64(seeding.ITERATE), np.int32(1)) == draws(3, seeding.ITERATE, 1)  # numpy ints alike

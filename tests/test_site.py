@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from conftest import REPO
-from test_course import NOTEBOOKS, executed_dir
+from test_course import NOTEBOOKS, WITHOUT_EXERCISES, executed_dir
 
 sys.path.insert(0, str(REPO / "notebooks"))
 build_course = pytest.importorskip("build_course")
@@ -38,8 +38,11 @@ def assert_docs_chapters(out, html):
         assert number in page_text((html / "pretrained" / name / "CARD.html").read_text())
     shown = re.findall(r'<img [^>]*src="([^"]+)"', (html / "docs" / "results-carracing.html").read_text())
     assert shown and all((html / "docs" / src).resolve().is_file() for src in shown), shown
-    warnings = [line for line in (out / "build.log").read_text().splitlines()
-                if "WARNING" in line and ("docs/" in line or "pretrained/" in line)]
+    warnings = [
+        line
+        for line in (out / "build.log").read_text().splitlines()
+        if "WARNING" in line and ("docs/" in line or "pretrained/" in line)
+    ]
     assert not warnings, "\n".join(warnings)
 
 
@@ -55,11 +58,20 @@ def test_the_course_builds_into_a_static_site(tmp_path, tmp_path_factory, monkey
         text = page_text(page)
         assert f'href="{path.stem}.html"' in intro, f"the contents do not list {path.stem}"
         assert "Summary" in text and "You will learn" in text, path.stem
-        assert "A worked solution" in text, f"{path.stem}: the exercises should show their solutions"
+        if path.stem not in WITHOUT_EXERCISES:
+            assert "A worked solution" in text, f"{path.stem}: the exercises should show their solutions"
         assert "Traceback" not in text and "NotImplementedError" not in text.replace("raise NotImplementedError", "")
         assert 'class="cell_output' in page, f"{path.stem}: no outputs on the page"
     assert any("<img" in (html / f"{p.stem}.html").read_text() for p in NOTEBOOKS)  # figures are in the pages
     assert_docs_chapters(tmp_path / "site", html)
+    published = build_course.publish(index, tmp_path / "published")  # what --publish DIR writes: the site as it is
+    assert published.read_text() == index.read_text() and (published.parent / ".nojekyll").exists()
+    assert (published.parent / "_static").is_dir() and (published.parent / "docs" / "course.html").exists()
+    build_course.publish(index, tmp_path / "published")  # a site published before is replaced
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileNotFoundError, match="not empty"):
+        build_course.publish(index, tmp_path / "other")
 
 
 def test_a_reader_builds_the_course_with_its_notebooks_executed(tmp_path, monkeypatch):

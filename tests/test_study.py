@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 
 from wmlib import episodes, rundir, study
 from wmlib.agent import Agent
-from wmlib.controller import load_controller
 from wmlib.config import make_config
+from wmlib.controller import load_controller
 from wmlib.plots import plot_temperature_study
 
 
@@ -72,8 +72,9 @@ def test_temperature_study_trains_and_scores_one_controller_per_temperature(run_
     d = run_copy("DoomTakeCover")
     cfg = make_config("DoomTakeCover", "smoke")
     main_controller = (d / "controller" / "controller.pt").read_bytes()
-    rows = study.temperature_study(cfg, d, temperatures=(1.0, 1.3), generations=1, test_episodes=1, dream_episodes=3,
-                                 progress=False)
+    rows = study.temperature_study(
+        cfg, d, temperatures=(1.0, 1.3), generations=1, test_episodes=1, dream_episodes=3, progress=False
+    )
     assert [r["temperature"] for r in rows] == [1.0, 1.3]
     for r in rows:
         sub = d / "temperatures" / f"tau_{r['temperature']:.2f}"
@@ -85,8 +86,9 @@ def test_temperature_study_trains_and_scores_one_controller_per_temperature(run_
         assert 1 <= r["dream_mean"] <= cfg.dream_max_len and 1 <= r["real_mean"] <= cfg.max_steps
         assert r["generations"] == 1
     assert (d / "controller" / "controller.pt").read_bytes() == main_controller  # the run's own C is untouched
-    again = study.temperature_study(cfg, d, temperatures=(1.0, 1.3), generations=1, test_episodes=1, dream_episodes=3,
-                                  progress=False)
+    again = study.temperature_study(
+        cfg, d, temperatures=(1.0, 1.3), generations=1, test_episodes=1, dream_episodes=3, progress=False
+    )
     assert again == rows  # everything resumed: same controllers, same seeds, same scores
     assert isinstance(plot_temperature_study(rows, random_score=10.0), Figure)
 
@@ -106,8 +108,9 @@ def test_temperature_study_lets_the_runs_own_controller_stand_for_its_temperatur
     d = run_copy("DoomTakeCover")
     cfg = make_config("DoomTakeCover", "smoke")  # a dream-trained controller at tau 1.15
     before = (d / "controller" / "controller.pt").read_bytes()
-    rows = study.temperature_study(cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2,
-                                 progress=False)
+    rows = study.temperature_study(
+        cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2, progress=False
+    )
     assert not (d / "temperatures" / f"tau_{cfg.temperature:.2f}").exists()
     assert (d / "controller" / "controller.pt").read_bytes() == before
     assert rows[0]["generations"] == cfg.generations and rows[0]["real_episodes"] == 1
@@ -117,25 +120,24 @@ def test_temperature_study_lets_the_runs_own_controller_stand_for_its_temperatur
 def test_temperature_studies_run_one_at_a_time_fill_one_table(run_copy):
     d = run_copy("DoomTakeCover")
     cfg = make_config("DoomTakeCover", "smoke")
-    other = study.temperature_study(cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2,
-                                    progress=False)
-    own = study.temperature_study(cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2,
-                                  progress=False)
+    other = study.temperature_study(
+        cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2, progress=False
+    )
+    own = study.temperature_study(
+        cfg, d, temperatures=(cfg.temperature,), test_episodes=1, dream_episodes=2, progress=False
+    )
     assert (d / "temperatures" / "tau_1.30" / "controller" / "controller.pt").exists()
     assert study.read_study(d) == own + other  # sorted by temperature, both kept
-    again = study.temperature_study(cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2,
-                                    progress=False)
+    again = study.temperature_study(
+        cfg, d, temperatures=(1.3,), generations=1, test_episodes=1, dream_episodes=2, progress=False
+    )
     assert study.read_study(d) == own + again and again[0]["real_mean"] == other[0]["real_mean"]  # resumed
 
 
 def wm_study(*args) -> str:
-    import subprocess
-    import sys
+    from conftest import wm
 
-    proc = subprocess.run([sys.executable, "-m", "wmlib.study", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return wm("study", *args).stdout
 
 
 def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_episodes(run_copy):
@@ -143,8 +145,8 @@ def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_
     own = (d / "controller" / "controller.pt").read_bytes()
     out = wm_study("--data_dir", d, "--z_only", "--generations", 1, "--episodes", 2)
     assert "C reads z only" in out and "C reads z and h" in out
-    record = json.loads((d / study.ABLATION / "ablation.json").read_text())
-    sub = d / study.ABLATION
+    record = json.loads((d / rundir.ABLATION).read_text())
+    sub = d / rundir.Z_ONLY
     params, ckpt = load_controller(sub)
     cfg = rundir.load_config(sub)
     assert cfg.z_only and ckpt["spec"]["z_only"] and params.shape == (cfg.z_dim * 3 + 3,)

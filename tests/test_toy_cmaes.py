@@ -54,8 +54,13 @@ def test_reaches_schaffer_optimum_from_far_away(seed):
 
 @pytest.mark.parametrize(
     "fun, n, x0",
-    [(sphere, 10, "uniform"), (ellipsoid, 5, "uniform"), (ellipsoid, 10, "uniform"), (rosenbrock, 5, "zeros"),
-     (rosenbrock, 10, "zeros")],
+    [
+        (sphere, 10, "uniform"),
+        (ellipsoid, 5, "uniform"),
+        (ellipsoid, 10, "uniform"),
+        (rosenbrock, 5, "zeros"),
+        (rosenbrock, 10, "zeros"),
+    ],
 )
 def test_evaluations_comparable_to_pycma(fun, n, x0):
     ours, theirs = [], []
@@ -63,16 +68,32 @@ def test_evaluations_comparable_to_pycma(fun, n, x0):
         start = np.random.default_rng(seed).uniform(-1, 1, n) if x0 == "uniform" else np.zeros(n)
         es = CMAES(start, 0.5, seed=seed)
         ours.append(cmaes.evaluations_to_target(es, fun, ftarget=1e-8))
-        ref = cma.CMAEvolutionStrategy(start, 0.5, {"popsize": es.popsize, "seed": seed, "verbose": -9,
-                                                    "tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolflatfitness": 1e9})
+        ref = cma.CMAEvolutionStrategy(
+            start,
+            0.5,
+            {
+                "popsize": es.popsize,
+                "seed": seed,
+                "verbose": -9,
+                "tolfun": 0,
+                "tolx": 0,
+                "tolfunhist": 0,
+                "tolflatfitness": 1e9,
+            },
+        )
         theirs.append(cmaes.evaluations_to_target(ref, fun, ftarget=1e-8))
     assert np.median(ours) <= 2 * np.median(theirs), (ours, theirs)
 
 
-@pytest.mark.parametrize("fun, x0, sigma0, popsize", [
-    (ellipsoid, np.ones(10), 0.5, None), (rosenbrock, np.zeros(5), 0.5, None), (schaffer, [-20.0, 30.0], 10.0, 64),
-    (schaffer, [-20.0, 30.0], 10.0, 6),
-])
+@pytest.mark.parametrize(
+    "fun, x0, sigma0, popsize",
+    [
+        (ellipsoid, np.ones(10), 0.5, None),
+        (rosenbrock, np.zeros(5), 0.5, None),
+        (schaffer, [-20.0, 30.0], 10.0, 64),
+        (schaffer, [-20.0, 30.0], 10.0, 6),
+    ],
+)
 def test_covariance_stays_symmetric_positive_definite(fun, x0, sigma0, popsize):
     es = CMAES(x0, sigma0, popsize=popsize, seed=4)
     for _ in range(300):

@@ -185,13 +185,8 @@ class CMAES:
         y_w = self.weights[:mu] @ y[:mu]  # Eq. (41): <y>_w = sum_{i<=mu} w_i y_{i:lambda}
         self.mean = self.mean + self.c_m * self.sigma * y_w  # Eq. (42): m <- m + c_m sigma <y>_w
 
-        # --- Step-size control (cumulative step-size adaptation) ----------------------------------------------
-        # C^{-1/2} = B D^{-1} B^T makes the path independent of the shape of C: under random selection p_sigma
-        # is N(0, I)-distributed, so its length can be compared with E||N(0, I)||.
-        inv_sqrt_C_y_w = self.B @ ((self.B.T @ y_w) / self.D)
-        self.p_sigma = (1.0 - self.c_sigma) * self.p_sigma + math.sqrt(
-            self.c_sigma * (2.0 - self.c_sigma) * self.mu_eff
-        ) * inv_sqrt_C_y_w  # Eq. (43)
+        # --- Step-size control (cumulative step-size adaptation), Eqs. (43)-(44) --------------------------------
+        self.p_sigma, new_sigma = self.step_size_update(y_w)
         norm_p_sigma = float(np.linalg.norm(self.p_sigma))
 
         # --- Covariance matrix adaptation ------------------------------------------------------------------
@@ -222,10 +217,9 @@ class CMAES:
             + self.c_mu * rank_mu
         )
 
-        # Eq. (44): sigma <- sigma exp(c_sigma / d_sigma (||p_sigma|| / E||N(0, I)|| - 1)).
-        # (The steps y_{i:lambda} above were measured with the old sigma, as the tutorial prescribes.)
-        # The exponent is capped at 1, as pycma does, so that sigma grows at most by a factor e per generation.
-        self.sigma *= math.exp(min(1.0, (self.c_sigma / self.d_sigma) * (norm_p_sigma / self.chi_n - 1.0)))
+        # Eq. (44), computed above: the new step size. (The steps y_{i:lambda} were measured with the old sigma, as
+        # the tutorial prescribes.)
+        self.sigma = new_sigma
 
         # Eigendecomposition C = B diag(D^2) B^T for the next sampling step and for C^{-1/2}. (Appendix B.2 of
         # the tutorial does this only every few generations to save time; n is small here, so we always do.)
@@ -235,6 +229,22 @@ class CMAES:
 
         self.generation += 1
         self.countevals += self.popsize
+
+    def step_size_update(self, y_w) -> tuple[np.ndarray, float]:
+        """The step-size path and the step size after a generation whose weighted step is ``y_w`` (Eq. (41)):
+        ``(p_sigma, sigma)``, computed from the current state without changing it.
+
+        C^{-1/2} = B D^{-1} B^T makes the path independent of the shape of C: under random selection p_sigma is
+        N(0, I)-distributed, so its length can be compared with E||N(0, I)||. Longer: consecutive steps agree, and
+        sigma grows; shorter: they cancel, and sigma shrinks. The exponent is capped at 1, as pycma does, so that
+        sigma grows at most by a factor e per generation.
+        """
+        inv_sqrt_C_y_w = self.B @ ((self.B.T @ np.asarray(y_w, dtype=float)) / self.D)
+        p_sigma = (1.0 - self.c_sigma) * self.p_sigma + math.sqrt(
+            self.c_sigma * (2.0 - self.c_sigma) * self.mu_eff
+        ) * inv_sqrt_C_y_w  # Eq. (43)
+        growth = (self.c_sigma / self.d_sigma) * (float(np.linalg.norm(p_sigma)) / self.chi_n - 1.0)
+        return p_sigma, self.sigma * math.exp(min(1.0, growth))  # Eq. (44)
 
     def stop(self, tolx: float = 1e-11, max_condition: float = 1e14, tolupsigma: float = 1e20) -> dict:
         """Termination tests (cf. Appendix B.3, named as in pycma); an empty dict means "keep going".
@@ -258,7 +268,7 @@ class CMAES:
         if self.best is None or f < self.best.f:
             self.best = Best(x=np.array(x, dtype=float), f=float(f), evaluations=self.countevals + self.popsize)
 
-    def optimize(self, fun, iterations: int = 1000, ftarget: float | None = None) -> "CMAES":
+    def optimize(self, fun, iterations: int = 1000, ftarget: float | None = None) -> CMAES:
         """Run ask/evaluate/tell for at most ``iterations`` generations, until ``best.f <= ftarget`` or :meth:`stop`."""
         for _ in range(iterations):
             X = self.ask()

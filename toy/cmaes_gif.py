@@ -33,16 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> Path:
     args = build_parser().parse_args(argv)
-    snapshots = run(schaffer, args.x0, args.sigma0, popsize=args.popsize, seed=args.seed,
-                    generations=args.generations)
+    snapshots = run(schaffer, args.x0, args.sigma0, popsize=args.popsize, seed=args.seed, generations=args.generations)
     player = CMAESPlayer(snapshots, schaffer)
     frames = [player.frame(g, dpi=args.dpi) for g in range(len(snapshots))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # GIF frame durations are in milliseconds; loop=0 repeats forever.
     iio.imwrite(args.out, frames, duration=round(1000.0 / args.fps), loop=0)
     final = snapshots[-1]
-    print(f"wrote {args.out}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} px; "
-          f"final mean ({final.mean[0]:.3f}, {final.mean[1]:.3f}), best f {final.best_f:.2g}")
+    print(
+        f"wrote {args.out}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} px; "
+        f"final mean ({final.mean[0]:.3f}, {final.mean[1]:.3f}), best f {final.best_f:.2g}"
+    )
     return args.out
 
 

@@ -38,7 +38,10 @@ __all__ = [
     "train_mdn",
     "predict",
     "mixture_params",
+    "temper",
+    "sample_mixture",
     "sample",
+    "prob_between",
     "mixture_density",
     "mdn_heldout_nll",
     "ToyFit",
@@ -208,9 +211,7 @@ def train_mse(x, y, steps: int = 1500, hidden: int = 32, lr: float = 5e-3, seed:
     return model
 
 
-def train_mdn(
-    x, y, n_mixtures: int = 5, steps: int = 1500, hidden: int = 32, lr: float = 5e-3, seed: int = 0
-) -> MDN:
+def train_mdn(x, y, n_mixtures: int = 5, steps: int = 1500, hidden: int = 32, lr: float = 5e-3, seed: int = 0) -> MDN:
     """Fit an :class:`MDN` with ``n_mixtures`` Gaussians by minimising :func:`mdn_nll`."""
     x, y = _as_tensor(x), _as_tensor(y)
     with _seeded_single_thread(seed):
@@ -234,6 +235,37 @@ def mixture_params(model: MDN, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with torch.no_grad():
         log_pi, mu, sigma = model(_as_tensor(x))
     return log_pi.exp().numpy().astype(float), mu.numpy().astype(float), sigma.numpy().astype(float)
+
+
+def temper(pi, sigma, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """One mixture's weights and standard deviations at temperature ``tau`` (World Models, Sec. 4.4): the mixing
+    logits divided by tau, pi'_k = exp(ln pi_k / tau) / sum_j exp(ln pi_j / tau), and sigma'_k = sigma_k sqrt(tau).
+    ``pi`` and ``sigma`` are (K,) arrays."""
+    if not tau > 0:
+        raise ValueError(f"temperature must be positive, got {tau}")
+    logits = np.log(np.maximum(np.asarray(pi, dtype=float), 1e-300)) / tau
+    pi_tau = np.exp(logits - logits.max())  # subtracting the largest logit keeps exp() in range
+    return pi_tau / pi_tau.sum(), np.asarray(sigma, dtype=float) * math.sqrt(tau)
+
+
+def sample_mixture(pi, mu, sigma, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of y from one mixture sum_k pi_k N(mu_k, sigma_k^2) (``pi``, ``mu``, ``sigma``: (K,) arrays):
+    for every sample a component k with probability pi_k, then a draw from that component. Returns (n,)."""
+    pi, mu, sigma = (np.asarray(a, dtype=float) for a in (pi, mu, sigma))
+    k = rng.choice(len(pi), size=n, p=pi / pi.sum())  # a component for every sample
+    return mu[k] + sigma[k] * rng.standard_normal(n)  # then a draw from that component
+
+
+def prob_between(pi, mu, sigma, low: float, high: float) -> float:
+    """The probability that y lies between ``low`` and ``high`` under the mixture sum_k pi_k N(mu_k, sigma_k^2),
+    exactly: sum_k pi_k (Phi((high - mu_k) / sigma_k) - Phi((low - mu_k) / sigma_k)), Phi the standard normal
+    distribution function."""
+    pi, mu, sigma = (np.asarray(a, dtype=float) for a in (pi, mu, sigma))
+
+    def phi(v):
+        return np.array([0.5 * (1.0 + math.erf(t / math.sqrt(2.0))) for t in np.atleast_1d(v)])
+
+    return float(np.sum(pi / pi.sum() * (phi((high - mu) / sigma) - phi((low - mu) / sigma))))
 
 
 def sample(model: MDN, x, n_per_x: int = 1, seed: int = 0, temperature: float = 1.0) -> np.ndarray:

@@ -72,9 +72,7 @@ def plot_fits(fit: _mdn.ToyFit, min_weight: float = 0.1) -> Figure:
     ys = np.linspace(*_mdn.Y_RANGE, 300)[:, None, None]  # (y, x, component)
     dens = np.sum(pi * np.exp(-0.5 * ((ys - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi)), axis=2)
     ys = ys[:, 0, 0]
-    right.imshow(
-        np.sqrt(dens), origin="lower", aspect="auto", cmap="Blues", extent=(xs[0], xs[-1], ys[0], ys[-1])
-    )
+    right.imshow(np.sqrt(dens), origin="lower", aspect="auto", cmap="Blues", extent=(xs[0], xs[-1], ys[0], ys[-1]))
     right.set(xlabel="x", ylabel="y", title=f"MDN density p(y | x)   (held-out NLL {fit.nll_mdn:.2f})")
     return fig
 
@@ -85,8 +83,14 @@ def plot_slice(fit: _mdn.ToyFit, x0: float = 0.0, width: float = 0.5) -> Figure:
     fig, (ax,) = _figure(1, width=7.0, height=3.5)
     ys = np.linspace(*_mdn.Y_RANGE, 600)
     near = np.abs(fit.x_train - x0) < width
-    ax.hist(fit.y_train[near], bins=40, range=_mdn.Y_RANGE, density=True, color="0.8",
-            label=f"data, |x - {x0:g}| < {width:g}")
+    ax.hist(
+        fit.y_train[near],
+        bins=40,
+        range=_mdn.Y_RANGE,
+        density=True,
+        color="0.8",
+        label=f"data, |x - {x0:g}| < {width:g}",
+    )
     ax.plot(ys, _mdn.mixture_density(fit.mdn, x0, ys), color=MDN_COLOR, lw=2, label="MDN")
     m = float(_mdn.predict(fit.mse, [x0])[0])
     gauss = np.exp(-0.5 * ((ys - m) / fit.mse_sigma) ** 2) / (fit.mse_sigma * math.sqrt(2 * math.pi))
@@ -116,8 +120,9 @@ def plot_samples(fit: _mdn.ToyFit, seed: int = 0, temperatures=(1.0,)) -> Figure
     return fig
 
 
-def plot_temperature(fit: _mdn.ToyFit, x0: float = 0.0, temperatures=(0.5, 1.0, 2.0), n: int = 5000,
-                     seed: int = 0) -> Figure:
+def plot_temperature(
+    fit: _mdn.ToyFit, x0: float = 0.0, temperatures=(0.5, 1.0, 2.0), n: int = 5000, seed: int = 0
+) -> Figure:
     """Histograms of MDN samples at one input ``x0`` for several sampling temperatures."""
     fig, axes = _figure(len(temperatures), width=3.6, height=3.0)
     for ax in axes[1:]:
@@ -162,8 +167,9 @@ class MDNExplorer:
     def retrain(self) -> _mdn.ToyFit:
         """Fit both networks with the current slider values and redraw (what the button calls)."""
         self.fit = _mdn.fit_toy(n_mixtures=self.n_mixtures.value, steps=self.steps.value, seed=self.seed)
-        self.score.value = (f"held-out NLL (nats/point): MSE Gaussian {self.fit.nll_mse:.3f}   "
-                            f"MDN {self.fit.nll_mdn:.3f}")
+        self.score.value = (
+            f"held-out NLL (nats/point): MSE Gaussian {self.fit.nll_mse:.3f}   MDN {self.fit.nll_mdn:.3f}"
+        )
         self.picture.value = figure_png(plot_fits(self.fit))
         return self.fit
 
@@ -373,8 +379,16 @@ def plot_progress(snapshots) -> Figure:
 class CMAESExplorer:
     """Widget: population size, initial sigma and seed; *Run* records a new run and shows it in a player."""
 
-    def __init__(self, fun, x0=(-20.0, 30.0), popsize: int = 64, sigma0: float = 10.0, seed: int = 1,
-                 generations: int = 60, extent=(-35.0, 30.0, -10.0, 45.0)):
+    def __init__(
+        self,
+        fun,
+        x0=(-20.0, 30.0),
+        popsize: int = 64,
+        sigma0: float = 10.0,
+        seed: int = 1,
+        generations: int = 60,
+        extent=(-35.0, 30.0, -10.0, 45.0),
+    ):
         import ipywidgets as w
 
         self.fun, self.x0, self.generations, self.extent = fun, x0, generations, extent
@@ -389,8 +403,14 @@ class CMAESExplorer:
         self.widget = w.VBox([controls, self.status, self.player.widget])
 
     def _run(self):
-        snaps = run(self.fun, self.x0, self.sigma0.value, popsize=self.popsize.value, seed=self.seed.value,
-                    generations=self.generations)
+        snaps = run(
+            self.fun,
+            self.x0,
+            self.sigma0.value,
+            popsize=self.popsize.value,
+            seed=self.seed.value,
+            generations=self.generations,
+        )
         self.last_run = snaps
         s = snaps[-1]
         if hasattr(self, "status"):

@@ -7,6 +7,14 @@ The agent has three parts, named as in the paper:
 * Controller (C): a linear policy on [z, h], evolved with CMA-ES                  (:mod:`wmlib.controller`,
   :mod:`wmlib.evolution`), in the real game or inside M's dream                  (:mod:`wmlib.dream`)
 
+How to start:
+
+* ``wm run --game DoomTakeCover --preset small`` makes an agent from scratch, stage by stage (``wm --help`` lists
+  every command; ``wm test --pretrained doom`` plays a shipped one).
+* The notebooks (``notebooks/00_the_whole_game.ipynb`` to ``09_your_experiment.ipynb``) build each part by hand,
+  with exercises.
+* docs/: the pipeline and its files (``docs/pipeline.md``), every setting (``docs/settings.md``), the results.
+
 Every stage reads what the previous stage wrote into one run directory (:mod:`wmlib.rundir`), and data flows one
 way through the modules; each imports only from the lines below its own (pyproject.toml's import-linter contract):
 
@@ -18,19 +26,24 @@ way through the modules; each imports only from the lines below its own (pyproje
     evolution                           CMA-ES over C
     evaluators                          the evaluator factory
     processes | distributed             local worker processes; Dask workers
-    cluster                             local Dask clusters on loopback
-    agent                               Agent, EvalSettings, run_jobs: what every evaluator runs
+    agent                               Agent and run_jobs: what every evaluator runs
+    jobs                                EvalSettings; how episodes are split into jobs; the Evaluator base
     dream                               the one dream loop; how faithful a dream is
     controller                          C
-    memory | mixtures                   M; looking inside M's mixtures (notebook 05)
+    memory                              M
+    mixtures                            drawing from M's mixtures at a temperature; looking inside them
     vision                              V
     rollouts                            the random policy
+    farm                                tasks on local processes or Dask workers, retried if a worker dies
+    cluster                             local Dask clusters on loopback
     runlock                             one command at a time per run directory
-    rundir                              where every artifact lives
     episodes                            the episode file format; M's training windows
-    config                              settings and presets
+    rundir                              where every artifact lives
+    settings                            the `wm` flags and docs/settings.md, made from the settings' declarations
+    config                              settings (each declared once) and presets
     plots                               figures and GIFs (from arrays only)
-    io | seeding | games | esstate      atomic files; seeds; the two games; CMA-ES state as data
+    io | seeding | games | esstate      atomic files; seeds; the two games; CMA-ES state as data;
+    | devices | presets                 which torch device computes; the presets' numbers
 """
 
 __version__ = "0.1.0"

@@ -1,18 +1,26 @@
-"""The ``wm`` command: one sub-command per stage of World Models, and ``wm run`` for all of them.
+"""The ``wm`` command: one sub-command per stage of World Models, ``wm run`` for all of them, and the experiments.
 
     wm rollouts   --game G --num_rollouts N --workers K --data_dir D   random-policy episodes -> D/episodes/
     wm vision     --data_dir D --z_dim 32 --epochs 10                   ConvVAE -> D/vision/vision.pt
     wm memory     --data_dir D --hidden_dim 256 --mixtures 5           encode -> D/series/, MDN-RNN -> D/memory/
     wm controller --data_dir D --pop 64 --trials 16 [--in_dream]       CMA-ES -> D/controller/
-                  [--scheduler tcp://HOST:8786 | --evaluator dask --workers K]   ... scored on a Dask cluster
     wm test       --data_dir D --rollouts 100 [--record 3]             real-game score -> D/test/scores.json
     wm test       --pretrained NAME [--rollouts 10]                    play an agent kept in pretrained/NAME
     wm run        --game G --preset {smoke,small,reproduce,paper} --data_dir D   every stage, in order
     wm iterate    --data_dir D --out D2                                 real play by D's controller -> M continues in D2
+    wm study      --data_dir D [--temperatures 1.0 1.15 1.3 | --fidelity | --z_only]   the paper's experiments
+    wm compare    --data_dir D A.pt RUN2 [--episodes 400]              controllers side by side on fresh episodes
+    wm average    --out AVG.pt C1.pt C2.pt ...                          the mean of several controllers
+    wm export     D pretrained/NAME                                     a finished run as a shareable agent
+
+Where the work runs: ``--device {auto,cpu,cuda,mps}`` (vision, memory, controller, test, run: V's and M's
+training, the encoding, the batched dream, the agent that wm test plays; default cpu), and ``--scheduler
+tcp://HOST:8786`` or ``--evaluator dask --workers K`` (rollouts, controller, test, run, compare, study, iterate:
+the episodes, played on a Dask cluster; the same bytes as here).
 
 Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
 ``--preset``, from the preset (default ``small``; ``smoke`` when WM_SMOKE=1); then any flag given wins.
-Every stage resumes where it stopped.
+Every stage resumes where it stopped. docs/settings.md lists every setting's flag; ``wm COMMAND --help`` the rest.
 """
 
 from __future__ import annotations
@@ -26,138 +34,143 @@ from pathlib import Path
 
 import torch
 
-from . import episodes, iterate, pretrained, rundir
-from .config import GAMES, PRESETS, Config, flag_name, make_config, smoke_mode
-from .evaluators import make_evaluator
+from . import average, compare, devices, episodes, iterate, pretrained, rundir, study
+from .config import GAMES, STAGES, Config, flag_name, make_config, smoke_mode
+from .evaluators import add_flags, choose, named_kind
 from .evolution import train_controller
-from .games import CARRACING_RENDERERS as RENDERERS
 from .io import load_checkpoint
 from .memory import encode_episodes, train_memory
 from .play import score_agent
 from .rollouts import collect_rollouts
 from .runlock import run_lock
+from .settings import add_setting, given, run_settings, stage_settings
 from .vision import train_vision
 
-STAGES = ("rollouts", "vision", "memory", "controller", "test")
+HELPS = dict(
+    rollouts="collect random-policy episodes",
+    vision="train the ConvVAE",
+    memory="encode episodes and train the MDN-RNN",
+    controller="evolve the controller with CMA-ES",
+    test="score the agent in the real game",
+    run="every stage, end to end",
+)
 
-# (Config field, type, help), grouped by the stage that reads them; the flag is config.flag_name(field)
-FLAGS = {
-    "rollouts": [
-        ("num_rollouts", int, "random-policy episodes to collect"),
-        ("max_frames", int, "longest random episode"),
-        ("min_frames", int, "shorter random episodes are replaced"),
-    ],
-    "vision": [
-        ("z_dim", int, "latent size N_z"),
-        ("vae_epochs", int, "V training epochs"),
-        ("vae_batch", int, "V batch size"),
-        ("vae_lr", float, "V learning rate"),
-        ("vae_episodes", int, "train V on the first N episodes (0: all)"),
-    ],
-    "memory": [
-        ("hidden_dim", int, "LSTM units"),
-        ("mixtures", int, "Gaussians per latent dimension"),
-        ("rnn_steps", int, "M optimiser steps"),
-        ("seq_len", int, "M training sequence length"),
-        ("rnn_batch", int, "M batch size"),
-        ("rnn_lr", float, "M learning rate"),
-    ],
-    "controller": [
-        ("pop", int, "CMA-ES population (the reference's --lambda_)"),
-        ("trials", int, "episodes per candidate"),
-        ("sigma0", float, "CMA-ES initial step size"),
-        ("generations", int, "CMA-ES generations"),
-        ("eval_every", int, "score the CMA-ES mean every this many generations"),
-        ("eval_episodes", int, "episodes for that score"),
-        ("temperature", float, "M's sampling temperature in the dream"),
-        ("dream_max_len", int, "longest dream episode"),
-        ("initial_z_noise", float, "extra noise on the dream's first z"),
-        ("done_threshold", float, "dream ends when M's done probability passes this"),
-        ("target_cumulative_reward", float, "stop when the evaluated mean reaches it"),
-        ("early_stop", int, "end a training episode after this many frames of negative reward in a row (0: never)"),
-    ],
-    "test": [
-        ("max_steps", int, "longest real-game episode when training or testing C"),
-    ],
+# The commands besides the stages, each a module with add_arguments(parser), its flags, and run(args), which carries
+# the command out and returns its exit code (an error it raises reaches the user through main's one error path).
+TOOLS = {
+    "iterate": (
+        iterate,
+        "real episodes by a run's controller join the data; M continues on them in a new run (paper Sec. 5)",
+    ),
+    "study": (
+        study,
+        "the paper's temperature study on a run (--fidelity: dream against real game; --z_only: the "
+        "'V model only' ablation)",
+    ),
+    "compare": (compare, "score controllers on the same fresh real episodes (not the test's)"),
+    "average": (average, "write the controller whose parameters are the mean of several others'"),
+    "export": (pretrained, "export a finished run directory as a pretrained agent"),
+}
+RESUMABLE = (*STAGES, "run", "iterate", "study")  # run again, these go on where an interrupted one stopped
+
+
+def _controller_options(g) -> None:
+    g.add_argument(
+        "--start_from",
+        metavar="CONTROLLER",
+        help="centre a new CMA-ES search on this controller (controller.pt or a run directory whose V and "
+        "M have this run's sizes, e.g. an installed pretrained agent or the previous round of wm "
+        "iterate) instead of zero",
+    )
+
+
+def device_option(g) -> None:
+    """Where torch computes: V's and M's training, encoding, the batched dream, the agent of `wm test`
+    (:mod:`wmlib.devices`)."""
+    g.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help=f"where V and M compute (training, encoding, the batched dream, wm test's agent): {devices.CHOICES} "
+        "(default cpu, where every published score was computed; auto: a GPU when there is one)",
+    )
+
+
+def _test_options(g) -> None:
+    g.add_argument(
+        "--policy",
+        choices=("controller", "random"),
+        default="controller",
+        help="test the trained controller or the random policy",
+    )
+
+
+def _agent_options(p) -> None:
+    p.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="play the agent kept in pretrained/NAME instead of a run of your own; it is copied into "
+        "--data_dir (default runs/GAME-pretrained) first",
+    )
+    p.add_argument(
+        "--pretrained_dir",
+        metavar="PATH",
+        help="the same for an agent folder elsewhere (made by wm export): only its known weight, "
+        "settings and score files are copied, never code",
+    )
+
+
+# Each stage's flags that are not settings.
+OPTIONS = {
+    "rollouts": [add_flags],
+    "vision": [device_option],
+    "memory": [device_option],
+    "controller": [_controller_options, add_flags, device_option],
+    "test": [_test_options, add_flags, device_option],
 }
 
 
-def _curriculum(text: str):
-    try:
-        start, step = (int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--curriculum expects START,STEP (two integers), got {text!r}") from None
-    return (start, step)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
+def _stage_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags of a stage's command (of every stage, for `wm run`): the run's, then each stage's settings (as
+    wmlib.config declares them) and options."""
     g = p.add_argument_group("run")
-    g.add_argument("--game", choices=GAMES, help="which game (default: the run directory's)")
-    g.add_argument("--preset", choices=PRESETS, help="scale preset (default: small, or smoke when WM_SMOKE=1)")
     g.add_argument("--data_dir", help="run directory (default: runs/GAME-PRESET)")
-    g.add_argument("--seed", type=int, help="run seed")
-    g.add_argument("--workers", type=int, help="worker processes (rollouts, real-game evaluation)")
-    g.add_argument("--renderer", choices=RENDERERS, help="CarRacing observation renderer")
+    for name in run_settings():
+        add_setting(g, name)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _stage_flags(p: argparse.ArgumentParser, stage: str) -> None:
-    g = p.add_argument_group(stage)
-    for field, typ, text in FLAGS[stage]:
-        g.add_argument(flag_name(field), dest=field, type=typ, help=text)
-    if stage == "memory":
-        g.add_argument("--predict_done", action=argparse.BooleanOptionalAction, default=None,
-                       help="M also predicts the end of the episode")
-    if stage == "controller":
-        g.add_argument("--in_dream", action=argparse.BooleanOptionalAction, default=None,
-                       help="train C inside M's dream")
-        g.add_argument("--paired_seeds", action=argparse.BooleanOptionalAction, default=None,
-                       help="score every candidate of a generation on the same episodes")
-        g.add_argument("--curriculum", type=_curriculum, help="START,STEP: dream length grows when the mean improves")
-        g.add_argument("--start_from", metavar="CONTROLLER",
-                       help="centre a new CMA-ES search on this controller (controller.pt or a run directory whose "
-                            "V and M have this run's sizes, e.g. an installed pretrained agent or the previous round "
-                            "of wm iterate) instead of zero")
-        g.add_argument("--evaluator", choices=("inprocess", "processes", "dask"),
-                       help="where candidates are scored (default: dream in-process, real game in processes; "
-                            "dask: a local Dask cluster of --workers processes on 127.0.0.1)")
-        g.add_argument("--scheduler", metavar="ADDRESS",
-                       help="score candidates on the Dask cluster at this scheduler (tcp://HOST:8786 or tls://...)")
-        g.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
-                       help="a local Dask cluster encrypts and authenticates every connection with a temporary "
-                            "certificate (default; --no-tls turns it off); for --scheduler tls://, certificates "
-                            "come from Dask's distributed.comm.tls configuration")
-    if stage == "test":
-        g.add_argument("--rollouts", type=int, help="real-game test episodes")
-        g.add_argument("--record", type=int, nargs="?", const=3, help="write GIFs of the first N test episodes")
-        g.add_argument("--policy", choices=("controller", "random"), default="controller",
-                       help="test the trained controller or the random policy")
+    shown: set = set()
+    for stage in STAGES if command == "run" else (command,):
+        g = p.add_argument_group(stage)
+        for name in (n for n in stage_settings(stage) if n not in shown):
+            add_setting(g, name)
+            shown.add(name)
+        for options in (o for o in OPTIONS.get(stage, []) if o not in shown):  # (wm run: each once)
+            options(g)
+            shown.add(options)
+    if command == "test":
+        _agent_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="wm", description="World Models: Vision, Memory, Controller.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = _Parser(
+        prog="wm",
+        description="World Models: Vision, Memory, Controller.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = dict(rollouts="collect random-policy episodes", vision="train the ConvVAE",
-                 memory="encode episodes and train the MDN-RNN", controller="evolve the controller with CMA-ES",
-                 test="score the agent in the real game", run="every stage, end to end")
     for name in (*STAGES, "run"):
-        p = sub.add_parser(name, help=helps[name], description=helps[name])
-        _common(p)
-        for stage in STAGES if name == "run" else (name,):
-            _stage_flags(p, stage)
-        if name == "memory":
-            _stage_flags(p, "vision")  # z_dim must agree with V
-        if name == "test":
-            p.add_argument("--pretrained", metavar="NAME",
-                           help="play the agent kept in pretrained/NAME instead of a run of your own; it is copied "
-                                "into --data_dir (default runs/GAME-pretrained) first")
-            p.add_argument("--pretrained_dir", metavar="PATH",
-                           help="the same for an agent folder elsewhere (made by python -m wmlib.pretrained): only "
-                                "its known weight, settings and score files are copied, never code")
-    text = "real episodes by a run's controller join the data; M continues on them in a new run (paper Sec. 5)"
-    iterate.add_arguments(sub.add_parser("iterate", help=text, description=text, epilog=iterate.__doc__,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter))
+        _stage_arguments(sub.add_parser(name, help=HELPS[name], description=HELPS[name]), name)
+    for name, (module, text) in TOOLS.items():
+        module.add_arguments(
+            sub.add_parser(
+                name,
+                help=text,
+                description=text,
+                epilog=module.__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 
@@ -190,15 +203,19 @@ def resolve_config(args) -> tuple[Config, Path]:
     if data_dir is not None and rundir.path(data_dir, rundir.CONFIG).exists():
         saved = rundir.load_config(data_dir)
         if args.game and args.game != saved.game:
-            raise ValueError(f"{rundir.path(data_dir, rundir.CONFIG)}: this run directory is for {saved.game}, but "
-                             f"--game is {args.game}; use another --data_dir")
+            raise ValueError(
+                f"{rundir.path(data_dir, rundir.CONFIG)}: this run directory is for {saved.game}, but "
+                f"--game is {args.game}; use another --data_dir"
+            )
     elif shipped is not None:  # installed (under the run lock) before the test runs
         saved = shipped
     game = args.game or (saved.game if saved else None)
     if game is None:
         if data_dir is not None and args.command not in ("rollouts", "run"):
-            raise ValueError(f"{data_dir}: not a run directory (no {rundir.CONFIG}); start one with `wm run --game "
-                             f"GAME --data_dir {data_dir}` or `wm rollouts --game GAME ...` (GAME: {', '.join(GAMES)})")
+            raise ValueError(
+                f"{data_dir}: not a run directory (no {rundir.CONFIG}); start one with `wm run --game "
+                f"GAME --data_dir {data_dir}` or `wm rollouts --game GAME ...` (GAME: {', '.join(GAMES)})"
+            )
         raise ValueError(f"--game is required for a new run directory (valid: {', '.join(GAMES)})")
     if saved is not None and preset in (None, saved.preset):
         base = saved
@@ -211,15 +228,7 @@ def resolve_config(args) -> tuple[Config, Path]:
 
 def given_settings(args) -> dict:
     """The settings the command line gives (a flag left out is not there)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    names = [field for group in FLAGS.values() for field, _, _ in group]
-    names += ["seed", "workers", "renderer", "predict_done", "in_dream", "paired_seeds", "curriculum"]
-    overrides = {n: getattr(args, n) for n in names if n in fields and getattr(args, n, None) is not None}
-    if getattr(args, "rollouts", None) is not None:
-        overrides["test_rollouts"] = args.rollouts
-    if getattr(args, "record", None) is not None:
-        overrides["record"] = args.record
-    return overrides
+    return given(args)
 
 
 # What a stage reads, and the command that writes it.
@@ -245,7 +254,7 @@ def check_inputs(command: str, data_dir: Path, policy: str = "controller") -> No
 FIXED_BY = [
     (rundir.VISION, ("game", "z_dim"), None),
     (rundir.MEMORY, ("game", "z_dim", "hidden_dim", "mixtures", "predict_done", "restart_flag"), None),
-    (rundir.CONTROLLER, ("game", "pop", "in_dream", "z_only"), rundir.ES_STATE),  # while a search can resume
+    (rundir.CONTROLLER, ("game", "pop", "mu", "in_dream", "z_only"), rundir.ES_STATE),  # while a search can resume
 ]
 
 
@@ -261,54 +270,94 @@ def check_artifacts(cfg: Config, data_dir: Path, given: dict) -> None:
         made = made if isinstance(made, dict) else {}  # (a wrong structure is named by the stage that reads it)
         for field in fields:
             if field in made and made[field] != getattr(cfg, field):
-                said = (f"{flag_name(field)} {getattr(cfg, field)}" if field in given else
-                        f"{rundir.path(data_dir, rundir.CONFIG)}'s {field!r} {getattr(cfg, field)!r}")
-                raise ValueError(f"{said}: {path} was made with {field} {made[field]!r}; keep {made[field]!r} "
-                                 "or use another --data_dir (config.json is unchanged)")
+                said = (
+                    f"{flag_name(field)} {getattr(cfg, field)}"
+                    if field in given
+                    else f"{rundir.path(data_dir, rundir.CONFIG)}'s {field!r} {getattr(cfg, field)!r}"
+                )
+                raise ValueError(
+                    f"{said}: {path} was made with {field} {made[field]!r}; keep {made[field]!r} "
+                    "or use another --data_dir (config.json is unchanged)"
+                )
 
 
 def evaluator_kind(args) -> str | None:
-    """Where `wm controller` scores candidates, as its flags say (None: the default for the game and mode)."""
-    kind, scheduler = getattr(args, "evaluator", None), getattr(args, "scheduler", None)
-    if scheduler or getattr(args, "tls", None) is not None:
-        if kind not in (None, "dask"):
-            raise ValueError(f"--scheduler and --tls go with --evaluator dask, not --evaluator {kind}")
-        kind = "dask"
-    return kind
+    """Where a command plays its episodes, as its flags say (None: the default for the game and mode); flags that
+    contradict each other are named (:func:`wmlib.evaluators.named_kind`)."""
+    return named_kind(getattr(args, "evaluator", None), getattr(args, "scheduler", None), getattr(args, "tls", None))
+
+
+def device_of(args) -> torch.device:
+    """The torch device ``--device`` names (the CPU when the command has no such flag); a device this machine
+    lacks is an error naming the flag."""
+    return devices.resolve(getattr(args, "device", None))
+
+
+def evaluator_of(cfg: Config, data_dir: Path, args, mode: str | None = None, agent=None):
+    """The evaluator the command's flags name (:func:`wmlib.evaluators.choose`), V and M loaded once; a Dask
+    cluster is announced with its scheduler, workers and dashboard."""
+    evaluator = choose(
+        cfg,
+        data_dir,
+        evaluator_kind(args),
+        agent=agent,
+        mode=mode,
+        scheduler=getattr(args, "scheduler", None),
+        tls=getattr(args, "tls", None),
+        device=device_of(args),
+    )
+    if evaluator_kind(args) == "dask":
+        link = evaluator.dashboard_link or "off (install bokeh for it)"
+        n = evaluator.n_workers
+        print(f"dask: scheduler {evaluator.address}, {n} worker{'s' * (n != 1)}, dashboard {link}", flush=True)
+    return evaluator
 
 
 def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
     progress = not args.quiet
     if stage == "rollouts":
-        collect_rollouts(cfg, data_dir, progress=progress)
-        print(f"episodes: {rundir.path(data_dir, 'episodes')}")
+        collect_rollouts(
+            cfg,
+            data_dir,
+            progress=progress,
+            kind=evaluator_kind(args),
+            scheduler=getattr(args, "scheduler", None),
+            tls=getattr(args, "tls", None),
+        )
+        print(f"episodes: {rundir.path(data_dir, rundir.EPISODES)}")
     elif stage == "vision":
-        print(f"vision: {train_vision(cfg, data_dir, progress=progress)}")
+        print(f"vision: {train_vision(cfg, data_dir, progress=progress, device=device_of(args))}")
     elif stage == "memory":
-        encode_episodes(data_dir, progress=progress)
-        print(f"memory: {train_memory(cfg, data_dir, progress=progress)}")
+        encode_episodes(data_dir, progress=progress, device=device_of(args))
+        print(f"memory: {train_memory(cfg, data_dir, progress=progress, device=device_of(args))}")
     elif stage == "controller":
-        evaluator, kind, scheduler = None, evaluator_kind(args), getattr(args, "scheduler", None)
-        if kind:
-            evaluator = make_evaluator(kind, data_dir, cfg.game, cfg.workers, scheduler=scheduler,
-                                       tls=getattr(args, "tls", None))
-        if kind == "dask":
-            link = evaluator.dashboard_link or "off (install bokeh for it)"
-            n = evaluator.n_workers
-            print(f"dask: scheduler {evaluator.address}, {n} worker{'s' * (n != 1)}, dashboard {link}", flush=True)
-        try:
-            out = train_controller(cfg, data_dir, evaluator, progress=progress,
-                                   start_from=getattr(args, "start_from", None))
+        with evaluator_of(cfg, data_dir, args) as evaluator:
+            out = train_controller(
+                cfg, data_dir, evaluator, progress=progress, start_from=getattr(args, "start_from", None)
+            )
             print(f"controller: {out}")
+    elif stage == "test":
+        policy = getattr(args, "policy", "controller")
+        evaluator = None
+        if policy == "controller" and evaluator_kind(args) is not None:  # (default: this process, as always)
+            evaluator = evaluator_of(cfg, data_dir, args, mode="real")
+        try:
+            result = score_agent(
+                cfg,
+                data_dir,
+                record=cfg.record if args.command == "run" or args.record else 0,
+                policy=policy,
+                progress=progress,
+                evaluator=evaluator,
+                device=device_of(args),
+            )
         finally:
             if evaluator is not None:
                 evaluator.close()
-    elif stage == "test":
-        policy = getattr(args, "policy", "controller")
-        result = score_agent(cfg, data_dir, record=cfg.record if args.command == "run" or args.record else 0,
-                             policy=policy, progress=progress)
-        print(f"{policy} score over {result['episodes']} episodes of {cfg.game}: "
-              f"{result['mean']:.1f} +- {result['std']:.1f}  ({rundir.path(data_dir, rundir.TEST)})")
+        print(
+            f"{policy} score over {result['episodes']} episodes of {cfg.game}: "
+            f"{result['mean']:.1f} +- {result['std']:.1f}  ({rundir.path(data_dir, rundir.TEST)})"
+        )
         if args.command == "run":
             rnd = score_agent(cfg, data_dir, record=0, policy="random", progress=progress)
             print(f"random policy on the same episodes: {rnd['mean']:.1f} +- {rnd['std']:.1f}")
@@ -318,61 +367,82 @@ def plan(cfg: Config, data_dir: Path) -> str:
     """What ``wm run`` is about to do, stage by stage, at this config's sizes."""
     where = "in M's dream" if cfg.in_dream else "in the real game"
     v_eps = cfg.vae_episodes or cfg.num_rollouts
-    return "\n".join([
-        f"wm run: {cfg.game}, preset {cfg.preset}, seed {cfg.seed}, in {data_dir} (every stage resumes if stopped)",
-        f"  1 rollouts   {cfg.num_rollouts} random-policy episodes of up to {cfg.max_frames} frames",
-        f"  2 vision     V (N_z {cfg.z_dim}): {cfg.vae_epochs} epoch(s) over the frames of {v_eps} episodes",
-        f"  3 memory     encode every episode; M (LSTM {cfg.hidden_dim}): {cfg.rnn_steps} steps of "
-        f"{cfg.rnn_batch} x {cfg.seq_len}",
-        f"  4 controller CMA-ES {where}: {cfg.generations} generations of {cfg.pop} candidates x {cfg.trials} "
-        "episodes",
-        f"  5 test       {cfg.test_rollouts} held-out real episodes, then the random policy on the same ones",
-        "  docs/results-doom.md and docs/results-carracing.md give the wall times measured on a 2-core CPU",
-    ])
+    return "\n".join(
+        [
+            f"wm run: {cfg.game}, preset {cfg.preset}, seed {cfg.seed}, in {data_dir} (every stage resumes if stopped)",
+            f"  1 rollouts   {cfg.num_rollouts} random-policy episodes of up to {cfg.max_frames} frames",
+            f"  2 vision     V (N_z {cfg.z_dim}): {cfg.vae_epochs} epoch(s) over the frames of {v_eps} episodes",
+            f"  3 memory     encode every episode; M (LSTM {cfg.hidden_dim}): {cfg.rnn_steps} steps of "
+            f"{cfg.rnn_batch} x {cfg.seq_len}",
+            f"  4 controller CMA-ES {where}: {cfg.generations} generations of {cfg.pop} candidates x {cfg.trials} "
+            "episodes",
+            f"  5 test       {cfg.test_rollouts} held-out real episodes, then the random policy on the same ones",
+            "  docs/results-doom.md and docs/results-carracing.md give the wall times measured on a 2-core CPU",
+        ]
+    )
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a suggestion for a misspelled flag."""
+    """argparse, with a suggestion for a misspelled flag among the command's own flags."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         if message.startswith("unrecognized arguments:"):
-            flags = [a for action in self._actions for a in action.option_strings]
-            for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
-                flags += [f for p in sub.choices.values() for act in p._actions for f in act.option_strings]
-            hints = [f"{w} (did you mean {m[0]}?)" for w in message.split(":", 1)[1].split()
-                     if w.startswith("--") and (m := difflib.get_close_matches(w.split("=")[0], set(flags), 1))]
+            subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            commands = {name: p for s in subs for name, p in s.choices.items()}
+            command = next((a for a in getattr(self, "_argv", []) if a in commands), None)
+            parsers = [self] + ([commands[command]] if command else [])
+            flags = {f for p in parsers for action in p._actions for f in action.option_strings}
+            hints = []
+            for word in (w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("--")):
+                if command and any(word in p._option_string_actions for p in commands.values()):
+                    hints.append(f"{word} is not a flag of wm {command}")
+                elif match := difflib.get_close_matches(word, flags, 1):
+                    hints.append(f"{word} (did you mean {match[0]}?)")
             if hints:
                 message += "; " + ", ".join(hints)
         super().error(message)
 
 
+def run_pipeline(args, argv) -> None:
+    """A stage's command, or ``wm run``: settings resolved and checked, inputs found, then the stages under the run
+    directory's lock."""
+    cfg, data_dir = resolve_config(args)  # every value checked: a bad flag never reaches config.json
+    evaluator_kind(args)  # contradictory flags, and a device this machine lacks, are named before anything else
+    device_of(args)
+    if agent_source(args) is None:
+        check_inputs(args.command, data_dir, getattr(args, "policy", "controller"))
+    if args.command == "run":
+        print(plan(cfg, data_dir), flush=True)
+    with run_lock(data_dir, "wm " + " ".join(argv if argv is not None else sys.argv[1:])):
+        if agent_source(args) is not None:  # copied only while this command holds the run directory
+            pretrained.install(agent_source(args)[1], data_dir)
+        check_artifacts(cfg, data_dir, given_settings(args))
+        cfg.save(rundir.path(data_dir, rundir.CONFIG))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        for k, stage in enumerate(STAGES if args.command == "run" else (args.command,)):
+            if args.command == "run":
+                print(f"== stage {k + 1}/{len(STAGES)}: {stage}", flush=True)
+            run_stage(stage, cfg, data_dir, args)
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "iterate":
-        return iterate.run(args)
+    """Every ``wm`` command, with one way of reporting what stops it: ``wm COMMAND: error: ...`` (exit 2) or
+    ``wm COMMAND: interrupted`` (exit 130), never a traceback for bad input."""
+    args = build_parser().parse_args(argv)
     try:
-        cfg, data_dir = resolve_config(args)  # every value checked: a bad flag never reaches config.json
-        evaluator_kind(args)  # contradictory flags are named before anything else
-        if agent_source(args) is None:
-            check_inputs(args.command, data_dir, getattr(args, "policy", "controller"))
-        if args.command == "run":
-            print(plan(cfg, data_dir), flush=True)
-        with run_lock(data_dir, "wm " + " ".join(argv if argv is not None else sys.argv[1:])):
-            if agent_source(args) is not None:  # copied only while this command holds the run directory
-                pretrained.install(agent_source(args)[1], data_dir)
-            check_artifacts(cfg, data_dir, given_settings(args))
-            cfg.save(rundir.path(data_dir, rundir.CONFIG))
-            torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-            for k, stage in enumerate(STAGES if args.command == "run" else (args.command,)):
-                if args.command == "run":
-                    print(f"== stage {k + 1}/{len(STAGES)}: {stage}", flush=True)
-                run_stage(stage, cfg, data_dir, args)
+        if args.command in TOOLS:
+            return TOOLS[args.command][0].run(args)
+        run_pipeline(args, argv)
     except (ValueError, OSError, ImportError, RuntimeError) as exc:  # OSError: FileNotFoundError, a full disk
         print(f"wm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"wm {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        again = "; run the same command again to resume" if args.command in RESUMABLE else ""
+        print(f"wm {args.command}: interrupted{again}", file=sys.stderr)
         return 130
     return 0
 

@@ -36,16 +36,46 @@ def local_security() -> Security:
         pass
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise RuntimeError("TLS for a local cluster needs the `cryptography` package (pip install cryptography) "
-                           "or the `openssl` command")
+        raise RuntimeError(
+            "TLS for a local cluster needs the `cryptography` package (pip install cryptography) "
+            "or the `openssl` command"
+        )
     with tempfile.TemporaryDirectory(prefix="wm-tls-") as tmp:
         key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
-        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-                        "-subj", "/CN=dask-internal", "-addext", "subjectAltName=DNS:dask-internal",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "365",
+                "-subj",
+                "/CN=dask-internal",
+                "-addext",
+                "subjectAltName=DNS:dask-internal",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         k, c = key.read_text(), cert.read_text()
-    return Security(require_encryption=True, tls_ca_file=c, tls_client_key=k, tls_client_cert=c,
-                    tls_scheduler_key=k, tls_scheduler_cert=c, tls_worker_key=k, tls_worker_cert=c)
+    return Security(
+        require_encryption=True,
+        tls_ca_file=c,
+        tls_client_key=k,
+        tls_client_cert=c,
+        tls_scheduler_key=k,
+        tls_scheduler_cert=c,
+        tls_worker_key=k,
+        tls_worker_cert=c,
+    )
 
 
 def has_bokeh() -> bool:
@@ -68,8 +98,13 @@ def local_cluster(workers: int = 2, security: Security | None = None, tls: bool 
     if security is None and tls:
         security = local_security()
     # The scheduler's HTTP server (the dashboard, or a page asking for bokeh) runs either way: keep it on loopback.
-    options = dict(n_workers=max(1, int(workers)), threads_per_worker=1, processes=True, host=LOOPBACK,
-                   dashboard_address=f"{LOOPBACK}:0")
+    options = dict(
+        n_workers=max(1, int(workers)),
+        threads_per_worker=1,
+        processes=True,
+        host=LOOPBACK,
+        dashboard_address=f"{LOOPBACK}:0",
+    )
     if security is not None:
         options.update(security=security, protocol="tls://")
     options.update(kwargs)

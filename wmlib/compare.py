@@ -1,6 +1,6 @@
 """Choose between controllers on fresh real episodes, so that the test episodes stay a test.
 
-    python -m wmlib.compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400] [--first 0]
+    wm compare --data_dir RUN CONTROLLER [CONTROLLER ...] [--episodes 400] [--first 0]
 
 Each CONTROLLER is a controller checkpoint (``controller.pt``), which drives RUN's V and M, or a run directory (a
 pretrained one too), whose chosen controller drives that run's own V and M: so agents with different world models
@@ -22,6 +22,7 @@ Picking the agent to ship by its `wm test` score would make that score optimisti
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -31,17 +32,18 @@ import numpy as np
 
 from . import rundir
 from .agent import Agent, EvalSettings
-from .controller import load_controller
-from .evaluators import default_evaluator
+from .controller import load_controller, played_generation
+from .evaluators import add_flags, choose, where
 from .io import atomic_write_text
 from .seeding import VALIDATE, episode_seed
+from .settings import add_setting
 
-RESULT = "compare.json"
+RESULT = rundir.COMPARE
 
 
 def result_path(data_dir, first: int = 0) -> Path:
     """Where a comparison starting at fresh episode ``first`` is written."""
-    return Path(data_dir) / (RESULT if first == 0 else f"compare_first{first}.json")
+    return rundir.compare_path(data_dir, first)
 
 
 def validation_seeds(run_seed: int, n: int, first: int = 0) -> list[int]:
@@ -59,12 +61,21 @@ def paired_difference(scores, base) -> tuple[float, float]:
 def models_dir(controller, data_dir) -> Path:
     """Whose V and M ``controller`` drives: a run directory's own, a checkpoint file's ``data_dir``'s."""
     c = Path(controller)
-    return c if c.is_dir() and (c / rundir.CONFIG).exists() else Path(data_dir)
+    return c if c.is_dir() and rundir.path(c, rundir.CONFIG).exists() else Path(data_dir)
 
 
-def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = None, workers: int | None = None,
-            progress: bool = True, first: int = 0) -> dict:
-    """Score each controller on the same ``episodes`` fresh real episodes (see the module's docstring)."""
+def compare(
+    data_dir,
+    controllers,
+    episodes: int = 400,
+    max_steps: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    first: int = 0,
+    where: dict | None = None,
+) -> dict:
+    """Score each controller on the same ``episodes`` fresh real episodes (see the module's docstring), where
+    ``where`` says (:func:`wmlib.evaluators.choose`'s kind, scheduler, tls; default: local processes)."""
     data_dir = Path(data_dir)
     if episodes < 1:
         raise ValueError(f"--episodes must be at least 1 (got {episodes})")
@@ -73,78 +84,128 @@ def compare(data_dir, controllers, episodes: int = 400, max_steps: int | None = 
     if not controllers:
         raise ValueError("name at least one controller (a controller.pt or a run directory)")
     cfg = rundir.load_config(data_dir)
-    loaded, specs = [], {}
-    for c in controllers:
-        models = models_dir(c, data_dir)
-        if models not in specs:
-            other = rundir.load_config(models)
-            if other.game != cfg.game:
-                raise ValueError(f"{c}: a run of {other.game}, but the run {data_dir} plays {cfg.game}")
-            agent = Agent.from_run(models, cfg.game, with_pool=False)
-            specs[models] = agent.spec.to_dict()
+    agents: dict[Path, Agent] = {}
+    try:
+        loaded = [load_for(c, data_dir, cfg, agents) for c in controllers]
+        settings = EvalSettings.from_config(cfg, mode="real", max_len=max_steps)
+        seeds = validation_seeds(cfg.seed, episodes, first)
+        rows = [
+            score_one(cfg, params, ckpt, models, agents[models], settings, seeds, workers, name, progress, where)
+            for (params, ckpt, models), name in zip(loaded, controllers)
+        ]
+    finally:
+        for agent in agents.values():
             agent.close()
-        params, ckpt = load_controller(c)
-        if ckpt.get("spec") != specs[models]:
-            raise ValueError(f"{ckpt['path']}: a controller for {ckpt.get('spec')}, but the run {models} has V and M "
-                             f"for {specs[models]}")
-        loaded.append((params, ckpt, models))
-    settings = EvalSettings.from_config(cfg, mode="real", max_len=max_steps)
-    seeds = validation_seeds(cfg.seed, episodes, first)
-    workers = cfg.workers if workers is None else workers
-    rows = []
-    for (params, ckpt, models), name in zip(loaded, controllers):
-        t0 = time.time()
-        agent = Agent.from_run(models, cfg.game, with_pool=False)
-        evaluator = default_evaluator(settings, models, cfg.game, workers, agent)
-        try:
-            scores = evaluator.evaluate(settings, [(params, seeds)])[0]
-        finally:
-            evaluator.close()
-            agent.close()
-        rows.append(dict(controller=str(ckpt["path"]), models=str(models), generation=int(ckpt.get("generation", -1)),
-                         mean=float(scores.mean()), std=float(scores.std()),
-                         scores=[float(s) for s in scores], seconds=round(time.time() - t0, 1)))
-        if progress:
-            print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
     for r in rows:
         r["difference"], r["difference_se"] = paired_difference(r["scores"], rows[0]["scores"])
-    result = dict(game=cfg.game, run=str(data_dir), episodes=episodes, first=first, max_steps=settings.max_len,
-                  purpose="VALIDATE", rows=rows)
+    result = dict(
+        game=cfg.game,
+        run=str(data_dir),
+        episodes=episodes,
+        first=first,
+        max_steps=settings.max_len,
+        purpose="VALIDATE",
+        rows=rows,
+    )
     atomic_write_text(result_path(data_dir, first), json.dumps(result, indent=2))
     return result
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m wmlib.compare",
-                                description="score controllers on the same fresh real episodes (not the test's)")
-    p.add_argument("--data_dir", required=True, help="the run whose V and M checkpoint files drive (and where the "
-                   "result is written)")
-    p.add_argument("controllers", nargs="+", help="controller checkpoints (controller.pt, with --data_dir's V and M) "
-                   "or run directories (with their own)")
+def load_for(controller, data_dir: Path, cfg, agents: dict) -> tuple:
+    """(parameters, checkpoint, models dir) of ``controller``, checked against the V and M it drives, which are
+    loaded into ``agents`` (keyed by their run directory) once for all the controllers that drive them."""
+    models = models_dir(controller, data_dir)
+    if models not in agents:
+        other = rundir.load_config(models)
+        if other.game != cfg.game:
+            raise ValueError(f"{controller}: a run of {other.game}, but the run {data_dir} plays {cfg.game}")
+        agents[models] = Agent.from_run(models, cfg.game, with_pool=False)
+    params, ckpt = load_controller(controller)
+    spec = agents[models].spec.to_dict()
+    if ckpt.get("spec") != spec:
+        raise ValueError(
+            f"{ckpt['path']}: a controller for {ckpt.get('spec')}, but the run {models} has V and M for {spec}"
+        )
+    return params, ckpt, models
+
+
+def score_one(
+    cfg, params, ckpt, models: Path, agent: Agent, settings, seeds, workers, name, progress, where: dict | None = None
+) -> dict:
+    """One controller's row: its scores on ``seeds``, by the evaluator :func:`wmlib.evaluators.choose` picks for
+    the real game (or ``where`` names: its kind, scheduler, tls)."""
+    t0 = time.time()
+    with choose(cfg, mode="real", agent=agent, workers=workers, **(where or {})) as evaluator:
+        scores = evaluator.evaluate(settings, [(params, seeds)])[0]
+    row = dict(
+        controller=str(ckpt["path"]),
+        models=str(models),
+        generation=played_generation(ckpt),
+        mean=float(scores.mean()),
+        std=float(scores.std()),
+        scores=[float(s) for s in scores],
+        seconds=round(time.time() - t0, 1),
+    )
+    if progress:
+        print(f"  {name}: {scores.mean():.1f} +- {scores.std():.1f} ({time.time() - t0:.0f} s)", flush=True)
+    return row
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``wm compare``."""
+    p.add_argument(
+        "--data_dir",
+        required=True,
+        help="the run whose V and M checkpoint files drive (and where the result is written)",
+    )
+    p.add_argument(
+        "controllers",
+        nargs="+",
+        help="controller checkpoints (controller.pt, with --data_dir's V and M) or run directories (with their own)",
+    )
     p.add_argument("--episodes", type=int, default=400, help="real episodes, the same for every controller")
-    p.add_argument("--first", type=int, default=0, help="the number of the first fresh episode (e.g. 400 for a "
-                   "second look after a comparison of 400: other episodes, which can be pooled with the first's)")
-    p.add_argument("--max_steps", type=int, help="longest episode (default: the run's)")
-    p.add_argument("--workers", type=int, help="worker processes (default: the run's)")
+    p.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="the number of the first fresh episode (e.g. 400 for a "
+        "second look after a comparison of 400: other episodes, which can be pooled with the first's)",
+    )
+    add_setting(p, "max_steps", help="longest episode (default: the run's)")
+    add_setting(p, "workers", help="worker processes (default: the run's)")
+    add_flags(p)
     p.add_argument("--quiet", action="store_true", help="print only the table")
-    args = p.parse_args(argv)
-    try:
-        result = compare(args.data_dir, args.controllers, args.episodes, args.max_steps, args.workers,
-                         progress=not args.quiet, first=args.first)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+
+def run(args) -> int:
+    """``wm compare``: score the controllers and print the table. Errors propagate to the command line, which names
+    them."""
+    result = compare(
+        args.data_dir,
+        args.controllers,
+        args.episodes,
+        args.max_steps,
+        args.workers,
+        progress=not args.quiet,
+        first=args.first,
+        where=where(args),
+    )
     span = f"numbers {args.first}-{args.first + result['episodes'] - 1}, " if args.first else ""
-    print(f"{result['episodes']} fresh real episodes of {result['game']} ({span}up to {result['max_steps']} steps), "
-          "the same for every controller")
+    print(
+        f"{result['episodes']} fresh real episodes of {result['game']} ({span}up to {result['max_steps']} steps), "
+        "the same for every controller"
+    )
     print(f"{'controller':>40s} {'generation':>10s} {'mean +- std':>16s} {'minus the first':>20s}")
     for r in result["rows"]:
         name = r["controller"] if len(r["controller"]) <= 40 else "..." + r["controller"][-37:]
-        print(f"{name:>40s} {r['generation']:10d} {r['mean']:8.1f} +- {r['std']:5.1f} "
-              f"{r['difference']:+10.1f} +- {r['difference_se']:4.1f}")
+        print(
+            f"{name:>40s} {r['generation']:10d} {r['mean']:8.1f} +- {r['std']:5.1f} "
+            f"{r['difference']:+10.1f} +- {r['difference_se']:4.1f}"
+        )
     print(f"(written to {result_path(args.data_dir, args.first)})")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m wmlib.compare ...` is `wm compare ...`: the command line sits on top of the
+    # library's layers, so it is looked up by name when this module runs as a script, never imported by it
+    sys.exit(importlib.import_module("wmlib.cli").main(["compare", *sys.argv[1:]]))

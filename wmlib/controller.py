@@ -103,6 +103,12 @@ def load_controller(data_dir_or_file) -> tuple[np.ndarray, dict]:
     return params, ckpt
 
 
+def played_generation(ckpt: dict) -> int:
+    """The generation whose parameters a controller checkpoint holds (what playing it plays): its
+    ``chosen_generation`` (the search may have gone on past the mean it keeps), else its ``generation``."""
+    return int(ckpt.get("chosen_generation", ckpt["generation"]))
+
+
 def _checked_params(ckpt) -> np.ndarray:
     """A controller record's parameters (float32), after checking they are the vector its ``spec`` describes (and
     that it says its generation)."""
@@ -113,5 +119,6 @@ def _checked_params(ckpt) -> np.ndarray:
     if not isinstance(params, torch.Tensor) or params.dim() != 1 or params.numel() != spec.n_params:
         shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
         raise ValueError(f"params is {shape}, not the {spec.n_params} numbers of a {spec.game} controller")
-    int(ckpt["generation"])  # the generation it was chosen at, which its readers report
+    int(ckpt["generation"])  # how far its search went
+    played_generation(ckpt)  # and the generation of its parameters, which its readers report
     return params.numpy().astype(np.float32)

@@ -15,9 +15,10 @@ How the work is shipped:
   A task carries only a candidate's parameters and seeds. (Scattered data would do the first part too, but as a
   task dependency it pulls tasks towards the workers holding it, and Dask's memory manager drops the extra copies
   between generations, so a generation's tasks would crowd onto one worker.)
-* Real game: one task per chunk of at most ``REAL_ENVS_PER_BATCH`` episodes of one candidate, the chunks the
-  in-process evaluator plays in lockstep too. Dream: the generation's episodes are split into ``batches`` contiguous
-  groups (default: the cluster's thread count when the evaluator starts), one batched dream per task.
+* The jobs are cut into tasks as every evaluator cuts them (:func:`wmlib.jobs.plan_tasks`). Real game: one task per
+  chunk of at most ``REAL_ENVS_PER_BATCH`` episodes of one candidate, the chunks the in-process evaluator plays in
+  lockstep too. Dream: the generation's episodes are split into ``batches`` contiguous groups (default: the
+  cluster's thread count when the evaluator starts), one batched dream per task.
 * Each task runs torch on one thread. Task keys name the evaluation, the task and the attempt, so Dask never
   mistakes two evaluations for one.
 
@@ -56,8 +57,9 @@ import uuid
 import numpy as np
 import torch
 
-from .agent import Agent, EvalSettings, Evaluator, assemble_tasks, plan_tasks, run_jobs, task_jobs
+from .agent import Agent, EvalSettings, Evaluator, run_jobs
 from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
+from .jobs import plan_tasks, task_jobs  # noqa: F401 (importable from here, as before)
 
 try:
     import dask
@@ -174,7 +176,7 @@ def _release(token: str) -> int:
     return len(agents)
 
 
-# -- splitting a generation into tasks --------------------------------------------------------------------------
+# -- waiting for the cluster ------------------------------------------------------------------------------------
 def default_timeout() -> float:
     """Seconds a lost scheduler (or a cluster without workers) is waited for: Dask's connect timeout."""
     return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
@@ -191,9 +193,20 @@ class DaskEvaluator(Evaluator):
     to ``scheduler`` (default: Dask's configuration), or by the local cluster instead of a temporary certificate.
     """
 
-    def __init__(self, agent: Agent, client: Client | None = None, *, scheduler: str | None = None,
-                 workers: int = 2, security: Security | None = None, tls: bool | None = None,
-                 batches: int | None = None, retries: int = 2, timeout: float | None = None, poll: float = 0.5):
+    def __init__(
+        self,
+        agent: Agent,
+        client: Client | None = None,
+        *,
+        scheduler: str | None = None,
+        workers: int = 2,
+        security: Security | None = None,
+        tls: bool | None = None,
+        batches: int | None = None,
+        retries: int = 2,
+        timeout: float | None = None,
+        poll: float = 0.5,
+    ):
         if client is not None and scheduler is not None:
             raise ValueError("give a Dask client or a scheduler address, not both")
         self.retries, self.poll = int(retries), float(poll)
@@ -203,6 +216,7 @@ class DaskEvaluator(Evaluator):
         self._own_client = client is None
         self._token = uuid.uuid4().hex[:12]
         self._calls = 0
+        self.agent = agent
         self._agent_state = agent.state()
         self._plugin_on: str | None = None  # id of the scheduler that holds our AgentPlugin
         self._no_workers_since: float | None = None
@@ -249,8 +263,10 @@ class DaskEvaluator(Evaluator):
 
     # -- the cluster's health ---------------------------------------------------------------------------------------
     def _lost(self, why: str) -> RuntimeError:
-        return RuntimeError(f"lost the Dask cluster at {self.address}: {why}; once it is back (or with another "
-                            "--scheduler), run the same command again to resume from the last saved generation")
+        return RuntimeError(
+            f"lost the Dask cluster at {self.address}: {why}; once it is back (or with another "
+            "--scheduler), run the same command again to resume from the last saved generation"
+        )
 
     def _ensure_ready(self) -> None:
         """Connected, at least one worker, and the agent on the cluster; else a RuntimeError within timeout."""
@@ -262,21 +278,23 @@ class DaskEvaluator(Evaluator):
         try:
             self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
         except (TimeoutError, distributed.TimeoutError):
-            raise self._lost(f"no worker joined within {self.timeout:g} s "
-                             f"(start some with `dask worker {self.address}`)") from None
+            raise self._lost(
+                f"no worker joined within {self.timeout:g} s (start some with `dask worker {self.address}`)"
+            ) from None
         except (OSError, CancelledError) as exc:
             raise self._lost(f"{type(exc).__name__}: {exc}") from exc
         try:
             scheduler_id = self.client.scheduler_info(n_workers=0)["id"]
             if self._plugin_on != scheduler_id:  # first time, or a new scheduler at the same address
-                self.client.register_plugin(AgentPlugin(self._token, self._agent_state),
-                                            name=plugin_name(self._token))
+                self.client.register_plugin(AgentPlugin(self._token, self._agent_state), name=plugin_name(self._token))
                 self._plugin_on = scheduler_id
         except (OSError, TimeoutError, CancelledError) as exc:
             raise self._lost(f"could not send the agent to the workers ({type(exc).__name__}: {exc})") from exc
         except Exception as exc:  # raised on a worker: typically wmlib (or torch, ViZDoom) not installed there
-            raise RuntimeError(f"the Dask workers at {self.address} could not take the agent "
-                               f"({type(exc).__name__}: {exc}); install wmlib on every worker") from exc
+            raise RuntimeError(
+                f"the Dask workers at {self.address} could not take the agent "
+                f"({type(exc).__name__}: {exc}); install wmlib on every worker"
+            ) from exc
 
     def _check_health(self) -> None:
         """Raise if the scheduler, or every worker, has been gone for longer than timeout."""
@@ -300,28 +318,37 @@ class DaskEvaluator(Evaluator):
             raise self._lost(f"no worker for {self.timeout:g} s")
 
     # -- scoring ------------------------------------------------------------------------------------------------------
-    def evaluate(self, settings: EvalSettings, jobs) -> list[np.ndarray]:
-        jobs = list(jobs)
-        if not jobs:
-            return []
-        tasks = plan_tasks(settings, jobs, self.batches)
-        payloads = [task_jobs(jobs, pieces) for pieces in tasks]
+    def run_tasks(self, settings: EvalSettings, tasks) -> list[list[np.ndarray]]:
+        """Submit every task (the scheduler runs a task again elsewhere when its worker dies), collect the results,
+        and submit again those that were lost, up to ``retries`` times."""
         self._calls += 1
         results: list = [None] * len(tasks)
         todo = list(range(len(tasks)))
         for attempt in range(self.retries + 1):
             self._ensure_ready()
-            futures = {i: self.client.submit(_score, self._token, settings, payloads[i],
-                                             key=f"wm-score-{self._token}-{self._calls}-{i}-{attempt}",
-                                             retries=self.retries)
-                       for i in todo}
+            futures = {
+                i: self.client.submit(
+                    _score,
+                    self._token,
+                    settings,
+                    tasks[i],
+                    key=f"wm-score-{self._token}-{self._calls}-{i}-{attempt}",
+                    retries=self.retries,
+                )
+                for i in todo
+            }
             todo = self._collect(futures, results)
             if not todo:
-                return assemble_tasks(jobs, tasks, results)
-            logger.warning("%d of %d evaluation tasks were lost (a worker or the scheduler went away); "
-                           "submitting them again", len(todo), len(tasks))
-        raise RuntimeError(f"{len(todo)} evaluation tasks on the Dask cluster at {self.address} failed "
-                           f"{self.retries + 1} times (their workers kept dying); giving up")
+                return results
+            logger.warning(
+                "%d of %d evaluation tasks were lost (a worker or the scheduler went away); submitting them again",
+                len(todo),
+                len(tasks),
+            )
+        raise RuntimeError(
+            f"{len(todo)} evaluation tasks on the Dask cluster at {self.address} failed "
+            f"{self.retries + 1} times (their workers kept dying); giving up"
+        )
 
     def _collect(self, futures: dict, results: list) -> list[int]:
         """Wait for ``futures``, store their results; return the indices of tasks to submit again."""
@@ -384,5 +411,14 @@ class DaskEvaluator(Evaluator):
             self.cluster = None
 
 
-__all__ = ["DaskEvaluator", "AgentPlugin", "AgentMissing", "local_cluster", "local_security", "plan_tasks", "task_jobs",
-           "default_timeout", "LOOPBACK"]
+__all__ = [
+    "DaskEvaluator",
+    "AgentPlugin",
+    "AgentMissing",
+    "local_cluster",
+    "local_security",
+    "plan_tasks",
+    "task_jobs",
+    "default_timeout",
+    "LOOPBACK",
+]

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import rundir
 from .io import TMP_SUFFIX, atomic_save, atomic_write_text
 from .io import _crash_point as crash_point
 
-EPISODES = "episodes"  # a run directory's folder of episode files
-SERIES = "series"  # and of their encodings
+EPISODES = rundir.EPISODES  # a run directory's folder of episode files
+SERIES = rundir.SERIES  # and of their encodings
 EPISODE_KEYS = ("frames", "actions", "rewards", "dones")
 SERIES_KEYS = ("mu", "logvar", "actions", "rewards", "dones")
 
@@ -49,15 +50,28 @@ def series_dir(data_dir) -> Path:
 
 
 def episode_path(data_dir, index: int) -> Path:
-    return episodes_dir(data_dir) / f"ep_{index:06d}.npz"
+    return rundir.episode_path(data_dir, index)
 
 
 def list_episodes(data_dir) -> list[Path]:
-    return sorted(episodes_dir(data_dir).glob("ep_*.npz"))
+    return sorted(episodes_dir(data_dir).glob(rundir.EPISODE_GLOB))
 
 
 def list_series(data_dir) -> list[Path]:
-    return sorted(series_dir(data_dir).glob("ep_*.npz"))
+    return sorted(series_dir(data_dir).glob(rundir.EPISODE_GLOB))
+
+
+def first_frame_pool(data_dir) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where dreams start: (mu, logvar) (E, N_z) of the first frame of every encoded episode, or None if there are
+    none. A pretrained agent ships them in one file (``memory/initial_z.npz``) instead of its series."""
+    pool = rundir.load_initial_z(data_dir)
+    if pool is not None:
+        return pool
+    files = list_series(data_dir)
+    if not files:
+        return None
+    firsts = [load_series(f) for f in files]
+    return np.stack([s["mu"][0] for s in firsts]), np.stack([s["logvar"][0] for s in firsts])
 
 
 def save_arrays(path, meta: dict, **arrays) -> None:
@@ -69,8 +83,14 @@ def save_episode(path, frames, actions, rewards, dones, meta: dict) -> None:
     frames = np.asarray(frames, dtype=np.uint8)
     n = len(frames)
     actions = np.asarray(actions, dtype=np.float32).reshape(n, -1)
-    save_arrays(path, meta, frames=frames, actions=actions, rewards=np.asarray(rewards, np.float32),
-                dones=np.asarray(dones, bool))
+    save_arrays(
+        path,
+        meta,
+        frames=frames,
+        actions=actions,
+        rewards=np.asarray(rewards, np.float32),
+        dones=np.asarray(dones, bool),
+    )
 
 
 def load_arrays(path, keys) -> dict:
@@ -98,8 +118,9 @@ def load_arrays(path, keys) -> dict:
 def load_episode(path) -> dict:
     ep = load_arrays(path, EPISODE_KEYS)
     if ep["frames"].shape[1:] != (64, 64, 3) or ep["frames"].dtype != np.uint8:
-        raise EpisodeError(f"{path}: frames must be uint8 (T, 64, 64, 3), got {ep['frames'].dtype} "
-                           f"{ep['frames'].shape}")
+        raise EpisodeError(
+            f"{path}: frames must be uint8 (T, 64, 64, 3), got {ep['frames'].dtype} {ep['frames'].shape}"
+        )
     return ep
 
 
@@ -110,6 +131,7 @@ def load_series(path) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 # V's frames, shuffled across the whole data set
 # --------------------------------------------------------------------------------------------------------------
+
 
 def format_bytes(n: float) -> str:
     """A size for people: GiB from 1 GiB up, MiB from 1 MiB, KiB from 1 KiB, else bytes (never a rounded 0.0)."""
@@ -122,8 +144,10 @@ def format_bytes(n: float) -> str:
 def check_room(path, needed: int, free: int) -> None:
     """OSError naming ``path`` when V's ``needed`` bytes of frames do not fit in the ``free`` bytes there."""
     if needed > free:
-        raise OSError(f"{path}: V's {format_bytes(needed)} of uncompressed frames do not fit in the "
-                      f"{format_bytes(free)} free there; train V on fewer episodes (--vae_episodes)")
+        raise OSError(
+            f"{path}: V's {format_bytes(needed)} of uncompressed frames do not fit in the "
+            f"{format_bytes(free)} free there; train V on fewer episodes (--vae_episodes)"
+        )
 
 
 def stream_to_file(path, write) -> None:
@@ -167,14 +191,16 @@ class FrameStore:
         self.episodes, self.lengths = index["episodes"], index["lengths"]
         self.size = int(sum(self.lengths))
         if self.path.stat().st_size != self.size * FRAME_BYTES:
-            raise EpisodeError(f"{self.path}: holds {self.path.stat().st_size} bytes, expected {self.size} frames "
-                               f"of {FRAME_BYTES}; delete it to write it again")
+            raise EpisodeError(
+                f"{self.path}: holds {self.path.stat().st_size} bytes, expected {self.size} frames "
+                f"of {FRAME_BYTES}; delete it to write it again"
+            )
 
     def __len__(self) -> int:
         return self.size
 
     @classmethod
-    def build(cls, files, path, progress: bool = False) -> "FrameStore":
+    def build(cls, files, path, progress: bool = False) -> FrameStore:
         """The store of ``files`` at ``path``: the one already there if it holds the same episodes, else written
         anew. The frames go to a temporary file renamed into place, then the index: a build stopped at any moment
         leaves no store that looks whole (an index naming other episodes, or none), and the next build writes it
@@ -275,11 +301,18 @@ class SeriesStream:
         if self.rounds.max() == 0 or recent.all():
             return None
         length = self.lengths.astype(np.float64)
-        return np.where(recent, length / length[recent].sum() * recent_share,
-                        length / length[~recent].sum() * (1.0 - recent_share))
+        return np.where(
+            recent, length / length[recent].sum() * recent_share, length / length[~recent].sum() * (1.0 - recent_share)
+        )
 
-    def batch(self, rng: np.random.Generator, batch_size: int, seq_len: int, anywhere: bool = False,
-              weights: np.ndarray | None = None) -> dict:
+    def batch(
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        seq_len: int,
+        anywhere: bool = False,
+        weights: np.ndarray | None = None,
+    ) -> dict:
         """A dict of (B, seq_len + 1, ...) tensors; z is re-sampled from mu, logvar every call.
 
         ``anywhere``: windows start at any step of the stream (for a model with the restart flag, which sees where

@@ -31,8 +31,17 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from cma import (boundary_handler, evolution_strategy, logger, optimization_tools, options_parameters,
-                 recombination_weights, sampler, sigma_adaptation, transformations)
+from cma import (
+    boundary_handler,
+    evolution_strategy,
+    logger,
+    optimization_tools,
+    options_parameters,
+    recombination_weights,
+    sampler,
+    sigma_adaptation,
+    transformations,
+)
 from cma.utilities import utils
 
 FORMAT = "wmlib CMA-ES state"
@@ -50,20 +59,44 @@ def qualified_name(obj) -> str:
 # The classes whose instances a pycma 4.x state holds (CMA_diagonal off, the sampler, step-size adaptation and
 # solution archives pycma picks for small and large dimensions). None has a constructor that is run on load, nor a
 # __del__, __getattr__, __setattr__ or __setstate__ of its own (tests/test_esstate.py checks).
-CLASSES = {qualified_name(c): c for c in (
-    evolution_strategy.CMAEvolutionStrategy, evolution_strategy._CMASolutionDict_functional,
-    evolution_strategy._CMASolutionDict_empty, evolution_strategy._CMAStopDict,
-    evolution_strategy._StopTolXStagnation, boundary_handler.BoundNone, boundary_handler.BoundTransform,
-    logger.CMADataLogger, optimization_tools.BestSolution, options_parameters.CMAOptions,
-    options_parameters.CMAParameters, recombination_weights.RecombinationWeights, sampler.GaussFullSampler,
-    sigma_adaptation.CMAAdaptSigmaCSA, sigma_adaptation.CMAAdaptSigmaTPA, sigma_adaptation._TPAParameters,
-    transformations.DiagonalDecoding, transformations.GenoPheno, transformations.RoundIntegerVariables,
-    utils.BlancClass, utils.DictFromTagsInString, utils.ElapsedWCTime, utils.MoreToWrite, utils.SolutionDict,
-)}
+CLASSES = {
+    qualified_name(c): c
+    for c in (
+        evolution_strategy.CMAEvolutionStrategy,
+        evolution_strategy._CMASolutionDict_functional,
+        evolution_strategy._CMASolutionDict_empty,
+        evolution_strategy._CMAStopDict,
+        evolution_strategy._StopTolXStagnation,
+        boundary_handler.BoundNone,
+        boundary_handler.BoundTransform,
+        logger.CMADataLogger,
+        optimization_tools.BestSolution,
+        options_parameters.CMAOptions,
+        options_parameters.CMAParameters,
+        recombination_weights.RecombinationWeights,
+        sampler.GaussFullSampler,
+        sigma_adaptation.CMAAdaptSigmaCSA,
+        sigma_adaptation.CMAAdaptSigmaTPA,
+        sigma_adaptation._TPAParameters,
+        transformations.DiagonalDecoding,
+        transformations.GenoPheno,
+        transformations.RoundIntegerVariables,
+        utils.BlancClass,
+        utils.DictFromTagsInString,
+        utils.ElapsedWCTime,
+        utils.MoreToWrite,
+        utils.SolutionDict,
+    )
+}
 # The functions pycma keeps in its options and attributes, stored by name.
-FUNCTIONS = {qualified_name(f): f for f in (
-    np.linalg.eigh, evolution_strategy._pass, options_parameters.is_feasible,
-)}
+FUNCTIONS = {
+    qualified_name(f): f
+    for f in (
+        np.linalg.eigh,
+        evolution_strategy._pass,
+        options_parameters.is_feasible,
+    )
+}
 # Bound methods, stored as (object, method name): pycma's options keep numpy's ``randn``.
 METHODS = {(qualified_name(np.random.RandomState), "randn")}
 _GLOBAL_RNG = np.random.randn.__self__  # the RandomState behind np.random.seed, np.random.randn, ...
@@ -89,8 +122,10 @@ class _Writer:
         self.arrays: dict[str, np.ndarray] = {}
 
     def refuse(self, where: str, obj, what: str = "cannot be stored") -> TypeError:
-        return TypeError(f"{where}: a {qualified_name(type(obj))} {what} (a CMA-ES state holds plain values, "
-                         "numpy arrays and the pycma classes listed in wmlib.esstate)")
+        return TypeError(
+            f"{where}: a {qualified_name(type(obj))} {what} (a CMA-ES state holds plain values, "
+            "numpy arrays and the pycma classes listed in wmlib.esstate)"
+        )
 
     def remember(self, obj) -> int:
         self.ids[id(obj)] = len(self.ids)
@@ -128,8 +163,10 @@ class _Writer:
             owner = getattr(obj, "__self__", None)
             pair = (qualified_name(type(owner)), getattr(obj, "__name__", "?"))
             if owner is None or isinstance(owner, types.ModuleType) or pair not in METHODS:
-                raise TypeError(f"{where}: the function or method {getattr(obj, '__qualname__', obj)!r} cannot be "
-                                "stored (only those listed in wmlib.esstate)")
+                raise TypeError(
+                    f"{where}: the function or method {getattr(obj, '__qualname__', obj)!r} cannot be "
+                    "stored (only those listed in wmlib.esstate)"
+                )
             return {"t": "method", "self": self.node(owner, f"{where}.__self__"), "name": pair[1]}
         return None
 
@@ -143,8 +180,12 @@ class _Writer:
             return {"t": "array", "id": self.remember(obj), "entry": entry}
         if kind is np.random.RandomState:
             k = self.remember(obj)
-            return {"t": "random_state", "id": k, "global": obj is _GLOBAL_RNG,
-                    "state": self.node(obj.get_state(legacy=True), f"{where}.get_state()")}
+            return {
+                "t": "random_state",
+                "id": k,
+                "global": obj is _GLOBAL_RNG,
+                "state": self.node(obj.get_state(legacy=True), f"{where}.get_state()"),
+            }
         if kind is list:
             k = self.remember(obj)
             return {"t": "list", "id": k, "items": [self.node(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
@@ -348,7 +389,7 @@ def _entries(data: bytes, path) -> dict[str, np.ndarray]:
     return entries
 
 
-def loads(data: bytes, path="es_state.npz"):
+def loads(data: bytes, path="<CMA-ES state>"):
     """The state ``dumps`` wrote, rebuilt; ``path`` names the file in errors (ValueError)."""
     entries = _entries(data, path)
     try:

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 CRASH_ENV = "WM_CRASH_AT"
 TMP_SUFFIX = ".tmp"
 _crash_counts: dict[str, int] = {}
@@ -137,8 +136,10 @@ def verify_checksum(path, data: bytes, what: str = "checkpoint") -> str | None:
     if not stored.startswith(CHECKSUM_PREFIX) and body[-22:-18] != _ZIP_END:
         raise ValueError(f"{path}: not a readable {what} (not an archive written by torch.save)")
     if stored != CHECKSUM_PREFIX + hashlib.sha256(body).hexdigest().encode("ascii"):
-        raise ValueError(f"{path}: checksum mismatch (the file is corrupt: it changed after it was written); "
-                         "restore it from a copy or run again the stage that writes it")
+        raise ValueError(
+            f"{path}: checksum mismatch (the file is corrupt: it changed after it was written); "
+            "restore it from a copy or run again the stage that writes it"
+        )
     return stored.decode("ascii")
 
 
@@ -149,7 +150,7 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
         text = text.split("WeightsUnpickler error:", 1)[1].split(". ", 1)[0]
     text = " ".join(text.split())
     if len(text) > limit:
-        text = text[:limit - 3] + "..."
+        text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"
 
 

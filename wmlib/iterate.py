@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import shutil
 import sys
@@ -41,21 +42,27 @@ from tqdm.auto import tqdm
 
 from . import episodes, rundir
 from .agent import Agent, EvalSettings, run_jobs
+from .card import optional_number
 from .config import Config
-from .controller import load_controller
+from .controller import load_controller, played_generation
 from .dream import fidelity_summary
-from .io import atomic_torch_save, atomic_write_text, load_checkpoint
-from .memory import encode_episodes, load_memory, train_memory
+from .evaluators import add_flags, where
+from .farm import Farm
+from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text, load_checkpoint
+from .memory import encode_episodes, train_memory
+from .rollouts import episode_bytes
 from .runlock import run_lock
 from .seeding import ITERATE, episode_seed, generator
+from .settings import add_setting
 
 
 def _episode_index(path: Path) -> int:
     return int(path.stem.split("_")[1])
 
 
-def iteration_controllers(cfg: Config, params: np.ndarray, round_: int, draws: int = 8, perturbed: int = 15,
-                          noise: float = 0.1) -> list[tuple[str, np.ndarray]]:
+def iteration_controllers(
+    cfg: Config, params: np.ndarray, round_: int, draws: int = 8, perturbed: int = 15, noise: float = 0.1
+) -> list[tuple[str, np.ndarray]]:
     """The controllers that play a round: the trained one, ``perturbed`` noisy copies, ``draws`` fresh draws."""
     params = np.asarray(params, np.float32)
     n = params.size
@@ -79,19 +86,20 @@ def link_run(src: Path, dst: Path) -> None:
 def round_dir(data_dir, k: int) -> Path:
     """Where a run keeps round ``k``'s controller and the M of the dream it was trained in (``rounds/round_K``,
     laid out like a run directory: ``controller/controller.pt``, ``memory/memory.pt``)."""
-    return Path(data_dir) / rundir.ROUNDS / f"round_{k}"
+    return rundir.round_dir(data_dir, k)
 
 
 def keep_rounds(src: Path, dst: Path, round_: int) -> None:
     """Give ``dst`` the earlier rounds ``src`` kept, and ``src``'s own controller and M as round ``round_ - 1``
     (weights only)."""
-    for f in sorted((src / rundir.ROUNDS).glob("round_*/*/*.pt")):
-        target = dst / f.relative_to(src)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
+    for folder in rundir.round_dirs(src):
+        for rel in rundir.ROUND_FILES:
+            f, target = folder / rel, dst / folder.relative_to(src) / rel
+            if f.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
     here = round_dir(dst, round_ - 1)
-    for rel in (rundir.CONTROLLER, rundir.MEMORY):
+    for rel in rundir.ROUND_FILES:
         if not (here / rel).exists():
             ckpt = load_checkpoint(src / rel, str(src / rel))
             for key in ("optimizer", "path", "vision"):
@@ -105,113 +113,234 @@ def rounds(data_dir) -> list[dict]:
     and M (left out until ``wm controller`` has trained it). ``real_mean``/``dream_mean``: how the controller
     scored when the next round played it (None for the last, which no round has played; ``wm test`` scores it)."""
     data_dir = Path(data_dir)
-    records, r = {}, (json.loads((data_dir / rundir.ITERATION).read_text())
-                      if (data_dir / rundir.ITERATION).exists() else None)
+    records, r = {}, _read_record(data_dir)
     while r:
         records[int(r["round"]) - 1] = r
         r = r.get("previous")
     out = []
     for k in range(len(records) + 1):
         where = round_dir(data_dir, k) if k < len(records) else data_dir
-        if where == data_dir and not (where / rundir.CONTROLLER).exists():
+        if where == data_dir and not rundir.path(where, rundir.CONTROLLER).exists():
             break  # the run's own controller is not trained yet
-        for rel in (rundir.CONTROLLER, rundir.MEMORY):
+        for rel in rundir.ROUND_FILES:
             if not (where / rel).exists():
-                raise FileNotFoundError(f"{where / rel}: round {k}'s {rel.parent} is missing (runs made by "
-                                        "`wm iterate` keep every round's controller and M in rounds/)")
+                raise FileNotFoundError(
+                    f"{where / rel}: round {k}'s {rel.parent} is missing (runs made by "
+                    "`wm iterate` keep every round's controller and M in rounds/)"
+                )
         played = records.get(k, {}).get("controllers", [{}])[0]  # the trained controller comes first
-        out.append(dict(round=k, controller=where / rundir.CONTROLLER, memory=where / rundir.MEMORY,
-                        generation=int(load_controller(where)[1]["generation"]),
-                        real_mean=played.get("mean"), dream_mean=played.get("dream_mean")))
+        out.append(
+            dict(
+                round=k,
+                controller=where / rundir.CONTROLLER,
+                memory=where / rundir.MEMORY,
+                generation=int(load_controller(where)[1]["generation"]),
+                real_mean=played.get("mean"),
+                dream_mean=played.get("dream_mean"),
+            )
+        )
     return out
 
 
-def iterate(data_dir, out, draws: int = 8, perturbed: int = 15, episodes_each: int = 8, noise: float = 0.1,
-            more_rnn_steps: int = 500, progress: bool = True, recent_share: float | None = None) -> dict:
+def iterate(
+    data_dir,
+    out,
+    draws: int = 8,
+    perturbed: int = 15,
+    episodes_each: int = 8,
+    noise: float = 0.1,
+    more_rnn_steps: int = 500,
+    progress: bool = True,
+    recent_share: float | None = None,
+    where: dict | None = None,
+    workers: int | None = None,
+) -> dict:
     """One round of iterative training from run ``data_dir`` into a new run directory ``out``; returns the record
     written to ``out/iteration.json``. Bad arguments are refused before anything is written; the round runs
-    holding ``out``'s lock (``data_dir`` is only read)."""
+    holding ``out``'s lock (``data_dir`` is only read). ``where`` (:func:`wmlib.evaluators.where`: kind, scheduler,
+    tls) and ``workers`` say where the real episodes are played (:class:`wmlib.farm.Farm`; default: this process);
+    every place writes the same episode files."""
     src, dst = Path(data_dir), Path(out)
     if src.resolve() == dst.resolve():
         raise ValueError(f"--out {dst}: must be a new run directory, not --data_dir itself")
     cfg_src = rundir.load_config(src)
     if not rundir.path(src, rundir.CONTROLLER).exists():
-        raise FileNotFoundError(f"{rundir.path(src, rundir.CONTROLLER)}: no controller to play; "
-                                f"run `wm controller` on {src} first")
+        raise FileNotFoundError(
+            f"{rundir.path(src, rundir.CONTROLLER)}: no controller to play; run `wm controller` on {src} first"
+        )
     if min(draws, perturbed, episodes_each, more_rnn_steps) < 0 or episodes_each == 0:
         raise ValueError("--episodes must be positive, and --draws, --perturbed and --more_rnn_steps not negative")
     if recent_share is not None:
         cfg_src = dataclasses.replace(cfg_src, recent_share=recent_share)  # checked like every setting
     with run_lock(dst, "wm iterate (wmlib.iterate.iterate)"):
-        return _round(cfg_src, src, dst, draws, perturbed, episodes_each, noise, more_rnn_steps, progress)
+        farm = Farm(workers=cfg_src.workers if workers is None else workers, **(where or {"kind": "inprocess"}))
+        with farm:
+            return _round(cfg_src, src, dst, draws, perturbed, episodes_each, noise, more_rnn_steps, progress, farm)
 
 
-def _round(cfg_src: Config, src: Path, dst: Path, draws: int, perturbed: int, episodes_each: int, noise: float,
-           more_rnn_steps: int, progress: bool) -> dict:
-    prior = json.loads((src / rundir.ITERATION).read_text()) if (src / rundir.ITERATION).exists() else None
+def _read_record(data_dir) -> dict | None:
+    """The run's ``iteration.json`` (the record of the round that made it), or None for a run made otherwise."""
+    path = rundir.path(data_dir, rundir.ITERATION)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _round(
+    cfg_src: Config,
+    src: Path,
+    dst: Path,
+    draws: int,
+    perturbed: int,
+    episodes_each: int,
+    noise: float,
+    more_rnn_steps: int,
+    progress: bool,
+    farm: Farm,
+) -> dict:
+    prior = _read_record(src)
     round_ = 1 + (prior["round"] if prior else 0)
     params, cckpt = load_controller(src)
-    src_steps = int(load_memory(src)[1]["step"])
-    record_path = dst / rundir.ITERATION
+    agent = Agent.from_run(src, cfg_src.game)  # the V and M the controller was trained with, loaded once
+    try:
+        src_steps = int(agent.memory_record["step"])
+        _claim(src, dst, round_)
+        cfg = dataclasses.replace(cfg_src, rnn_steps=src_steps + more_rnn_steps)
+        link_run(src, dst)
+        keep_rounds(src, dst, round_)
+        cfg.save(rundir.path(dst, rundir.CONFIG))
+        t0 = time.time()
+        controllers = iteration_controllers(cfg, params, round_, draws, perturbed, noise)
+        first = max((_episode_index(p) for p in episodes.list_episodes(src)), default=-1) + 1
+        played = _play(cfg, dst, agent, controllers, round_, episodes_each, first, progress, farm)
+        t_play, t0 = time.time() - t0, time.time()
+        fidelity = _dream(cfg_src, agent, controllers, played, round_, episodes_each)
+    finally:
+        agent.close()
+    record = dict(
+        round=round_,
+        source=str(src),
+        source_controller_generation=played_generation(cckpt),
+        first_episode=first,
+        episodes=len(controllers) * episodes_each,
+        episodes_each=episodes_each,
+        noise=noise,
+        sigma0=cfg.sigma0,
+        rnn_steps_before=src_steps,
+        rnn_steps=cfg.rnn_steps,
+        recent_share=cfg.recent_share,
+        controllers=played,
+        fidelity=fidelity,
+        seconds=dict(play=round(t_play, 1), dream=round(time.time() - t0, 1)),
+        previous=prior,
+    )
+    return _train_memory(cfg, dst, record, progress)
+
+
+def _claim(src: Path, dst: Path, round_: int) -> None:
+    """Make ``dst`` this round's (its iteration.json names ``src``) before anything else is written there, so an
+    interrupted round resumes; refuse a ``dst`` made from another run, or holding a run of its own."""
+    record_path = rundir.path(dst, rundir.ITERATION)
     if record_path.exists():
         record = json.loads(record_path.read_text())
         if Path(record["source"]).resolve() != src.resolve():
-            raise ValueError(f"{record_path}: {dst} was made from {record['source']}, not {src}; "
-                             "use another --out")
-    elif (dst / rundir.CONFIG).exists():
-        raise ValueError(f"{dst / rundir.CONFIG}: --out is already a run directory; use a new --out")
-    else:  # claim the directory before anything else is written there, so an interrupted round resumes
+            raise ValueError(f"{record_path}: {dst} was made from {record['source']}, not {src}; use another --out")
+    elif rundir.path(dst, rundir.CONFIG).exists():
+        raise ValueError(f"{rundir.path(dst, rundir.CONFIG)}: --out is already a run directory; use a new --out")
+    else:
         atomic_write_text(record_path, json.dumps(dict(round=round_, source=str(src)), indent=2))
-    cfg = dataclasses.replace(cfg_src, rnn_steps=src_steps + more_rnn_steps)
-    link_run(src, dst)
-    keep_rounds(src, dst, round_)
-    cfg.save(dst / rundir.CONFIG)
 
-    t0 = time.time()
-    controllers = iteration_controllers(cfg, params, round_, draws, perturbed, noise)
-    first = max((_episode_index(p) for p in episodes.list_episodes(src)), default=-1) + 1
-    agent = Agent.from_run(dst, cfg.game, with_pool=False)
+
+def _play(
+    cfg: Config,
+    dst: Path,
+    agent: Agent,
+    controllers,
+    round_: int,
+    episodes_each: int,
+    first: int,
+    progress: bool,
+    farm: Farm,
+) -> list[dict]:
+    """Play ``episodes_each`` real episodes with each controller into ``dst``'s episodes (those already there are
+    kept), one task per controller on ``farm``, each file written here as it comes back; one row per controller:
+    name, mean, std, scores."""
     settings = EvalSettings.from_config(cfg, mode="real", max_len=cfg.max_frames)
-    played = []
-    bar = tqdm(total=len(controllers) * episodes_each, desc=f"iterate round {round_}", unit="ep",
-               disable=not progress)
-    try:
-        for ci, (name, p) in enumerate(controllers):
-            seeds = [episode_seed(cfg.seed, round_, ci, e, ITERATE) for e in range(episodes_each)]
-            paths = [episodes.episode_path(dst, first + ci * episodes_each + e) for e in range(episodes_each)]
-            if not all(path.exists() for path in paths):
-                for path, seed, ep in zip(paths, seeds, agent.play_episodes(p, seeds, settings)):
-                    meta = dict(game=cfg.game, seed=seed, index=_episode_index(path), renderer=cfg.renderer,
-                                policy="controller", controller=name, round=round_,
-                                score=float(ep["rewards"].sum()))
-                    episodes.save_episode(path, meta=meta, **ep)
-            scores = [float(episodes.load_episode(path)["meta"]["score"]) for path in paths]
-            played.append(dict(name=name, mean=float(np.mean(scores)), std=float(np.std(scores)), scores=scores))
+    paths = [
+        [episodes.episode_path(dst, first + ci * episodes_each + e) for e in range(episodes_each)]
+        for ci in range(len(controllers))
+    ]
+    todo = [ci for ci in range(len(controllers)) if not all(path.exists() for path in paths[ci])]
+    state = agent.state() if farm.kind != "inprocess" else agent  # (this process plays with the loaded agent)
+    tasks = []
+    for ci in todo:
+        name, p = controllers[ci]
+        seeds = _seeds(cfg, round_, ci, episodes_each)
+        metas = [
+            dict(game=cfg.game, seed=seed, index=_episode_index(path), renderer=cfg.renderer, policy="controller")
+            | dict(controller=name, round=round_)
+            for seed, path in zip(seeds, paths[ci])
+        ]
+        tasks.append((state, p, seeds, settings, metas))
+    total = len(controllers) * episodes_each
+    with tqdm(
+        total=total,
+        initial=total - len(todo) * episodes_each,
+        desc=f"iterate round {round_}",
+        unit="ep",
+        disable=not progress,
+    ) as bar:
+        names = [f"controller {controllers[ci][0]}" for ci in todo]
+        for j, files in farm.run(controller_episodes, tasks, names=names, stage="iterate"):
+            for path, data in zip(paths[todo[j]], files):
+                atomic_write_bytes(path, data)
             bar.update(episodes_each)
+    played = []
+    for (name, _), ci_paths in zip(controllers, paths):
+        scores = [float(episodes.load_episode(path)["meta"]["score"]) for path in ci_paths]
+        played.append(dict(name=name, mean=float(np.mean(scores)), std=float(np.std(scores)), scores=scores))
+    return played
+
+
+def controller_episodes(agent, params, seeds, settings: EvalSettings, metas: list[dict]) -> list[bytes]:
+    """A task of :func:`_play`: one controller's real episodes, as the bytes of their episode files (each meta
+    gets the episode's score). ``agent`` is an :class:`Agent` or, on another process or machine, its
+    :meth:`Agent.state`, rebuilt here; the same bytes either way."""
+    own = not isinstance(agent, Agent)
+    agent = Agent.from_state(agent) if own else agent
+    try:
+        played = agent.play_episodes(params, seeds, settings)
     finally:
-        bar.close()
-        agent.close()
-    t_play = time.time() - t0
-    t0 = time.time()
-    fidelity = None
-    dreamer = Agent.from_run(src, cfg.game)  # the dream the played controller was trained in
-    if dreamer.memory.predict_done:  # a dream that can end an episode (Doom): score the same controllers in it
-        settings = EvalSettings.from_config(cfg_src, mode="dream")
-        dreams = run_jobs(dreamer, settings, [(p, [episode_seed(cfg.seed, round_, ci, e, ITERATE)
-                                                    for e in range(episodes_each)])
-                                               for ci, (_, p) in enumerate(controllers)])
-        for row, scores in zip(played, dreams):
-            row["dream_mean"], row["dream_std"] = float(scores.mean()), float(scores.std())
-        fidelity = dict(temperature=settings.temperature, **fidelity_summary(
-            [r["mean"] for r in played], [r["dream_mean"] for r in played], trained=0))
-    dreamer.close()
-    record = dict(
-        round=round_, source=str(src), source_controller_generation=int(cckpt["generation"]),
-        first_episode=first, episodes=len(controllers) * episodes_each, episodes_each=episodes_each,
-        noise=noise, sigma0=cfg.sigma0, rnn_steps_before=src_steps, rnn_steps=cfg.rnn_steps,
-        recent_share=cfg.recent_share, controllers=played, fidelity=fidelity,
-        seconds=dict(play=round(t_play, 1), dream=round(time.time() - t0, 1)), previous=prior,
+        if own:
+            agent.close()
+    return [episode_bytes(**ep, meta=dict(meta, score=float(ep["rewards"].sum()))) for ep, meta in zip(played, metas)]
+
+
+def _seeds(cfg: Config, round_: int, controller: int, episodes_each: int) -> list[int]:
+    return [episode_seed(cfg.seed, round_, controller, e, ITERATE) for e in range(episodes_each)]
+
+
+def _dream(
+    cfg_src: Config, agent: Agent, controllers, played: list[dict], round_: int, episodes_each: int
+) -> dict | None:
+    """Score the same controllers on the same seeds in the dream the played controller was trained in (one that
+    can end an episode: Doom), adding dream_mean/dream_std to ``played``; the round's fidelity, or None."""
+    if not agent.memory.predict_done:
+        return None
+    settings = EvalSettings.from_config(cfg_src, mode="dream")
+    dreams = run_jobs(
+        agent, settings, [(p, _seeds(cfg_src, round_, ci, episodes_each)) for ci, (_, p) in enumerate(controllers)]
     )
+    for row, scores in zip(played, dreams):
+        row["dream_mean"], row["dream_std"] = float(scores.mean()), float(scores.std())
+    return dict(
+        temperature=settings.temperature,
+        **fidelity_summary([r["mean"] for r in played], [r["dream_mean"] for r in played], trained=0),
+    )
+
+
+def _train_memory(cfg: Config, dst: Path, record: dict, progress: bool) -> dict:
+    """Write the round's record, then encode the new episodes and continue M on all of them (timed, and written
+    again)."""
+    record_path = rundir.path(dst, rundir.ITERATION)
     atomic_write_text(record_path, json.dumps(record, indent=2))
     t0 = time.time()
     encode_episodes(dst, progress=progress)
@@ -223,13 +352,6 @@ def _round(cfg_src: Config, src: Path, dst: Path, draws: int, perturbed: int, ep
     return record
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="wm iterate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", required=True, help="a run with a trained controller (read only)")
     p.add_argument("--out", required=True, help="the new run directory")
@@ -238,38 +360,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=8, help="real episodes per controller")
     p.add_argument("--noise", type=float, default=0.1, help="std of the noise added to the perturbed copies")
     p.add_argument("--more_rnn_steps", type=int, default=500, help="M optimiser steps on top of the source run's")
-    p.add_argument("--recent_share", type=float,
-                   help="share of M's training windows from this round's episodes (default: the run's setting, "
-                        "0 = in proportion to their length)")
+    p.add_argument(
+        "--recent_share",
+        type=float,
+        help="share of M's training windows from this round's episodes (default: the run's setting, "
+        "0 = in proportion to their length)",
+    )
+    add_setting(p, "workers", help="worker processes or Dask workers for the real episodes (default: the run's)")
+    add_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    try:
-        rec = iterate(args.data_dir, args.out, draws=args.draws, perturbed=args.perturbed,
-                      episodes_each=args.episodes, noise=args.noise, more_rnn_steps=args.more_rnn_steps,
-                      progress=not args.quiet, recent_share=args.recent_share)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"wm iterate: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("wm iterate: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    """``wm iterate``: one round, then its table. Errors propagate to the command line, which names them."""
+    rec = iterate(
+        args.data_dir,
+        args.out,
+        draws=args.draws,
+        perturbed=args.perturbed,
+        episodes_each=args.episodes,
+        noise=args.noise,
+        more_rnn_steps=args.more_rnn_steps,
+        progress=not args.quiet,
+        recent_share=args.recent_share,
+        where=where(args),
+        workers=args.workers,
+    )
     for row in rec["controllers"]:
         dream = f", dream {row['dream_mean']:7.1f} +- {row['dream_std']:6.1f}" if "dream_mean" in row else ""
         print(f"{row['name']:>14}: real {row['mean']:7.1f} +- {row['std']:6.1f}{dream}")
     if rec.get("fidelity"):
         f = rec["fidelity"]
-        num = lambda v, fmt: "undefined" if v is None else format(v, fmt)  # noqa: E731
-        print(f"dream fidelity (tau {f['temperature']:g}, {f['controllers']} controllers): rank correlation "
-              f"{num(f['rank_correlation'], '.2f')}, mean overestimate {f['mean_overestimate']:.1f}, dream / real "
-              f"{num(f['overestimate_ratio'], '.2f')}, the trained controller's overestimate "
-              f"{f['trained_overestimate']:.1f}")
-    print(f"round {rec['round']}: {rec['episodes']} episodes from episode {rec['first_episode']}, "
-          f"M {rec['rnn_steps_before']} -> {rec['rnn_steps']} steps ({args.out}); "
-          f"next: wm controller --data_dir {args.out}")
+        print(
+            f"dream fidelity (tau {f['temperature']:g}, {f['controllers']} controllers): rank correlation "
+            f"{optional_number(f['rank_correlation'])}, mean overestimate {f['mean_overestimate']:.1f}, dream / "
+            f"real {optional_number(f['overestimate_ratio'])}, the trained controller's overestimate "
+            f"{f['trained_overestimate']:.1f}"
+        )
+    print(
+        f"round {rec['round']}: {rec['episodes']} episodes from episode {rec['first_episode']}, "
+        f"M {rec['rnn_steps_before']} -> {rec['rnn_steps']} steps ({args.out}); "
+        f"next: wm controller --data_dir {args.out}"
+    )
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m wmlib.iterate ...` is `wm iterate ...`: the command line sits on top of the
+    # library's layers, so it is looked up by name when this module runs as a script, never imported by it
+    sys.exit(importlib.import_module("wmlib.cli").main(["iterate", *sys.argv[1:]]))

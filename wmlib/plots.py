@@ -49,7 +49,9 @@ def plot_learning_curve(csv_path, png_path=None) -> Figure:
     ax.plot(g, d["fitness_best"], label="best candidate")
     ev = ~np.isnan(d["eval_mean"])
     if ev.any():
-        ax.errorbar(g[ev], d["eval_mean"][ev], yerr=d["eval_std"][ev], fmt="o-", capsize=3, label="CMA-ES mean, evaluated")
+        ax.errorbar(
+            g[ev], d["eval_mean"][ev], yerr=d["eval_std"][ev], fmt="o-", capsize=3, label="CMA-ES mean, evaluated"
+        )
     ax.set_xlabel("generation")
     ax.set_ylabel("score")
     ax.set_title("Controller learning curve")
@@ -68,8 +70,12 @@ def upscale(frame: np.ndarray, factor: int = 4) -> np.ndarray:
 def save_gif(path, frames, fps: int = 30, scale: int = 4) -> None:
     """Write (T, H, W, 3) uint8 frames as a looping GIF, atomically."""
     images = [Image.fromarray(upscale(np.asarray(f, np.uint8), scale)) for f in frames]
-    atomic_save(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                                                duration=max(1, round(1000 / fps)), loop=0))
+    atomic_save(
+        path,
+        lambda f: images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
+        ),
+    )
 
 
 def frame_grid(rows, scale: int = 2) -> np.ndarray:
@@ -129,8 +135,11 @@ def plot_episode_stats(stats: dict) -> Figure:
     for row, (game, s) in zip(axes, stats.items()):
         bins = min(30, max(5, len(s["lengths"])))
         row[0].hist(s["lengths"], bins=bins, color="tab:blue")
-        row[0].set(xlabel="episode length (frames)", ylabel="episodes",
-                   title=f"{game}: {len(s['lengths'])} episodes, {int(s['lengths'].sum())} frames")
+        row[0].set(
+            xlabel="episode length (frames)",
+            ylabel="episodes",
+            title=f"{game}: {len(s['lengths'])} episodes, {int(s['lengths'].sum())} frames",
+        )
         row[1].hist(s["returns"], bins=bins, color="tab:green")
         row[1].set(xlabel="total reward", title=f"{game}: mean {s['returns'].mean():.1f} ± {s['returns'].std():.1f}")
         for ax in row:
@@ -197,8 +206,9 @@ def plot_controller(params, spec) -> Figure:
     ax.set_yticks(range(spec.n_out), names)
     ax.set_xlabel("input index")
     bias = f";  b = [{', '.join(f'{v:+.3f}' for v in b)}]" if spec.has_bias else " (no bias)"
-    ax.set_title(f"{spec.game} controller W, shape {spec.n_out} x {spec.n_in}{bias}; {spec.n_params} parameters",
-                 fontsize=9)
+    ax.set_title(
+        f"{spec.game} controller W, shape {spec.n_out} x {spec.n_in}{bias}; {spec.n_params} parameters", fontsize=9
+    )
     fig.colorbar(im, ax=ax, fraction=0.03)
     return fig
 
@@ -209,10 +219,24 @@ def plot_temperature_study(rows, random_score: float | None = None) -> Figure:
     x = np.arange(len(rows))
     fig = Figure(figsize=(6.5, 3.4), layout="constrained")
     ax = fig.subplots()
-    ax.bar(x - 0.2, [r["dream_mean"] for r in rows], 0.4, yerr=[r["dream_std"] for r in rows], capsize=3,
-           label="in the dream (virtual score)", color="tab:purple")
-    ax.bar(x + 0.2, [r["real_mean"] for r in rows], 0.4, yerr=[r["real_std"] for r in rows], capsize=3,
-           label="in the real game (actual score)", color="tab:green")
+    ax.bar(
+        x - 0.2,
+        [r["dream_mean"] for r in rows],
+        0.4,
+        yerr=[r["dream_std"] for r in rows],
+        capsize=3,
+        label="in the dream (virtual score)",
+        color="tab:purple",
+    )
+    ax.bar(
+        x + 0.2,
+        [r["real_mean"] for r in rows],
+        0.4,
+        yerr=[r["real_std"] for r in rows],
+        capsize=3,
+        label="in the real game (actual score)",
+        color="tab:green",
+    )
     if random_score is not None:
         ax.axhline(random_score, color="k", ls="--", lw=1, label="random policy, real game")
     ax.set_xticks(x, [rf"$\tau$ = {t:g}" for t in taus])
@@ -220,4 +244,3 @@ def plot_temperature_study(rows, random_score: float | None = None) -> Figure:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return fig
-

@@ -28,7 +28,7 @@ marked executable), naming it; any other unknown file (a README, ``.DS_Store``) 
 lists what was. Nothing is written before every file has passed, and the writing happens under the run
 directory's lock (:mod:`wmlib.runlock`). The files under ``pretrained/`` are never written.
 
-    python -m wmlib.pretrained RUN_DIR pretrained/NAME     # export a finished run
+    wm export RUN_DIR pretrained/NAME     # export a finished run
 
 Export writes exactly these files, and checks the result as :func:`install` will.
 """
@@ -36,6 +36,7 @@ Export writes exactly these files, and checks the result as :func:`install` will
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -47,9 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from . import episodes, rundir
+from .card import card, short_path
 from .config import Config
 from .io import atomic_save, atomic_torch_save, atomic_write_bytes, atomic_write_text, load_checkpoint
-from .card import card, short_path
 from .plots import plot_learning_curve
 from .runlock import holds_run_lock
 
@@ -57,61 +58,111 @@ ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 """Where the shipped agents live: ``pretrained/`` at the top of the source tree."""
 
 CHECKPOINTS = (rundir.VISION, rundir.MEMORY, rundir.CONTROLLER)
-CURVE = Path("controller/learning_curve.png")
-LOGS = tuple(Path(p) for p in ("vision/log.csv", "vision/reconstructions.png", "memory/log.csv", "memory/loss.png",
-                                "controller/log.csv"))
-ROUND_FILES = (rundir.CONTROLLER, rundir.MEMORY)  # what rounds/round_K/ keeps
+CURVE = rundir.LEARNING_CURVE
+LOGS = (
+    rundir.LOGS["vision"],
+    rundir.RECONSTRUCTIONS,
+    rundir.LOGS["memory"],
+    rundir.MEMORY_LOSS,
+    rundir.LOGS["controller"],
+)
+ROUND_FILES = rundir.ROUND_FILES  # what rounds/round_K/ keeps
 
-ARTIFACTS = tuple((re.compile(pattern), kind) for pattern, kind in (
-    (r"config\.json", "config"),
-    (r"CARD\.md", "text"),
-    (r"(iteration|fidelity)\.json", "object"),
-    (r"test/[A-Za-z0-9_-]+\.json", "object"),
-    (r"temperatures/study\.json", "table"),
-    (r"(vision/vision|memory/memory|controller/controller)\.pt", "checkpoint"),
-    (r"rounds/round_[0-9]+/(controller/controller|memory/memory)\.pt", "checkpoint"),
-    (r"memory/initial_z\.npz", "arrays"),
-    (r"(episodes|series)/ep_[0-9]{6,}\.npz", "arrays"),
-    (r"(vision|memory|controller)/log\.csv", "text"),
-    (r"(vision/reconstructions|memory/loss|controller/learning_curve)\.png", "png"),
-))
+
+def _exactly(*paths) -> str:
+    """A pattern for any of ``paths``, ``/``-separated."""
+    return "(" + "|".join(re.escape(Path(p).as_posix()) for p in paths) + ")"
+
+
+_EPISODE = "ep_[0-9]{6,}\\.npz"
+ARTIFACTS = tuple(
+    (re.compile(pattern), kind)
+    for pattern, kind in (
+        (_exactly(rundir.CONFIG), "config"),
+        (_exactly(rundir.CARD), "text"),
+        (_exactly(rundir.ITERATION, rundir.FIDELITY), "object"),
+        (re.escape(rundir.TEST.as_posix()) + "/[A-Za-z0-9_-]+\\.json", "object"),
+        (_exactly(rundir.STUDY), "table"),
+        (_exactly(*CHECKPOINTS), "checkpoint"),
+        (re.escape(rundir.ROUNDS.as_posix()) + "/round_[0-9]+/" + _exactly(*ROUND_FILES), "checkpoint"),
+        (_exactly(rundir.INITIAL_Z), "arrays"),
+        (_exactly(rundir.EPISODES, rundir.SERIES) + "/" + _EPISODE, "arrays"),
+        (_exactly(*(p for p in LOGS if p.suffix == ".csv")), "text"),
+        (_exactly(*(p for p in (*LOGS, CURVE) if p.suffix == ".png")), "png"),
+    )
+)
 """The files a pretrained directory may hold (the path relative to it, ``/``-separated) and how each is checked."""
 
-CODE_SUFFIXES = frozenset((".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth", ".ckpt", ".npy", ".py", ".pyc",
-                           ".pyo", ".pyd", ".pyw", ".pyz", ".ipynb", ".so", ".dll", ".dylib", ".exe", ".sh", ".bash",
-                           ".zsh", ".bat", ".cmd", ".ps1", ".jar"))
+CODE_SUFFIXES = frozenset(
+    (
+        ".pkl",
+        ".pickle",
+        ".joblib",
+        ".dill",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".npy",
+        ".py",
+        ".pyc",
+        ".pyo",
+        ".pyd",
+        ".pyw",
+        ".pyz",
+        ".ipynb",
+        ".so",
+        ".dll",
+        ".dylib",
+        ".exe",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".bat",
+        ".cmd",
+        ".ps1",
+        ".jar",
+    )
+)
 """Files that hold code or a pickle: refused (not merely left out) where no agent file goes, so that a folder
 carrying one is noticed."""
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTALL_COMMAND = "wm test --pretrained (wmlib.pretrained.install)"
-MAKE_ONE = "`python -m wmlib.pretrained RUN_DIR DEST` makes one from a finished run"
+MAKE_ONE = "`wm export RUN_DIR DEST` makes one from a finished run"
 
 
 def available() -> list[str]:
     """Names of the shipped agents: the folders directly under :data:`ROOT` (not links) holding a config.json."""
     if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in ROOT.iterdir()
-                  if p.is_dir() and not p.is_symlink() and _is_plain_file(p / rundir.CONFIG))
+    return sorted(
+        p.name for p in ROOT.iterdir() if p.is_dir() and not p.is_symlink() and _is_plain_file(p / rundir.CONFIG)
+    )
 
 
 def pretrained_dir(name: str) -> Path:
     """The folder of the shipped agent ``name``: a plain folder name (no path), of a folder directly under
     :data:`ROOT` holding a config.json. A folder elsewhere is :func:`agent_dir`'s (``--pretrained_dir``)."""
     names = ", ".join(available()) or "none found"
-    plain = (isinstance(name, str) and name not in ("", ".", "..") and not name.startswith(".")
-             and not any(c in name for c in ("/", "\\", "\0", os.sep, os.altsep or "/")))
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not name.startswith(".")
+        and not any(c in name for c in ("/", "\\", "\0", os.sep, os.altsep or "/"))
+    )
     if not plain:
-        raise ValueError(f"--pretrained {name}: expected the name of a shipped agent, a folder directly under "
-                         f"{ROOT} (available: {names}); for a folder elsewhere use --pretrained_dir PATH")
+        raise ValueError(
+            f"--pretrained {name}: expected the name of a shipped agent, a folder directly under "
+            f"{ROOT} (available: {names}); for a folder elsewhere use --pretrained_dir PATH"
+        )
     path = ROOT / name
     if path.is_symlink():
         raise ValueError(f"--pretrained {name}: {path} is a symbolic link; a shipped agent is a plain folder")
     if not (path.is_dir() and os.path.lexists(path / rundir.CONFIG)):  # (a linked config.json: read_agent says so)
         raise FileNotFoundError(
             f"--pretrained {name}: no pretrained agent of that name in {ROOT} (available: {names}); agents are kept "
-            f"in the source repository (install this package from a clone of it), and {MAKE_ONE}")
+            f"in the source repository (install this package from a clone of it), and {MAKE_ONE}"
+        )
     return path
 
 
@@ -121,8 +172,9 @@ def agent_dir(path) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"--pretrained_dir {path}: no such folder; {MAKE_ONE}")
     if not os.path.lexists(path / rundir.CONFIG):
-        raise FileNotFoundError(f"--pretrained_dir {path}: not a pretrained agent (no {rundir.CONFIG} file in it); "
-                                f"{MAKE_ONE}")
+        raise FileNotFoundError(
+            f"--pretrained_dir {path}: not a pretrained agent (no {rundir.CONFIG} file in it); {MAKE_ONE}"
+        )
     return path
 
 
@@ -135,7 +187,7 @@ def agent_config(src) -> Config:
 def files_of(src) -> list[Path]:
     """Every plain file of a pretrained directory, relative to it (symbolic links are neither listed nor followed)."""
     src, found = Path(src), []
-    for top, dirs, files in os.walk(src):  # (os.walk does not descend into linked folders)
+    for top, _dirs, files in os.walk(src):  # (os.walk does not descend into linked folders)
         for f in files:
             if _is_plain_file(Path(top) / f):
                 found.append((Path(top) / f).relative_to(src))
@@ -157,8 +209,10 @@ def read_agent(src) -> tuple[dict[Path, bytes], list[Path]]:
     known, ignored = _scan(src)
     missing = [rel for rel in (Path(rundir.CONFIG), *CHECKPOINTS) if rel not in known]
     if missing:
-        raise FileNotFoundError(f"{src / missing[0]}: missing; a pretrained agent holds {rundir.CONFIG} and the "
-                                f"checkpoints of V, M and C ({MAKE_ONE})")
+        raise FileNotFoundError(
+            f"{src / missing[0]}: missing; a pretrained agent holds {rundir.CONFIG} and the "
+            f"checkpoints of V, M and C ({MAKE_ONE})"
+        )
     return {rel: _checked(src / rel, kind_of(rel)) for rel in known}, ignored
 
 
@@ -177,8 +231,10 @@ def install(agent, data_dir) -> Path:
         src, label = pretrained_dir(agent), repr(agent)
     files, ignored = read_agent(src)
     if ignored:
-        print(f"{src}: left out {len(ignored)} file(s) that are not part of an agent: "
-              f"{', '.join(map(str, ignored))}", file=sys.stderr)
+        print(
+            f"{src}: left out {len(ignored)} file(s) that are not part of an agent: {', '.join(map(str, ignored))}",
+            file=sys.stderr,
+        )
     return _write(files, data_dir, label)
 
 
@@ -219,8 +275,10 @@ def _scan(src: Path) -> tuple[list[Path], list[Path]]:
             for entry in entries:
                 rel, mode = folder / entry.name, entry.stat(follow_symlinks=False).st_mode
                 if stat.S_ISLNK(mode):
-                    raise ValueError(f"{src / rel}: a symbolic link; a pretrained agent holds plain files only, and "
-                                     "links are never followed")
+                    raise ValueError(
+                        f"{src / rel}: a symbolic link; a pretrained agent holds plain files only, and "
+                        "links are never followed"
+                    )
                 if stat.S_ISDIR(mode):
                     folders.append(rel)
                 elif not stat.S_ISREG(mode):
@@ -228,8 +286,10 @@ def _scan(src: Path) -> tuple[list[Path], list[Path]]:
                 elif kind_of(rel):
                     known.append(rel)
                 elif rel.suffix.lower() in CODE_SUFFIXES or mode & 0o111:
-                    raise ValueError(f"{src / rel}: holds code or a pickle (or is executable) and is no file of a "
-                                     "pretrained agent, which holds weights and data only; remove it")
+                    raise ValueError(
+                        f"{src / rel}: holds code or a pickle (or is executable) and is no file of a "
+                        "pretrained agent, which holds weights and data only; remove it"
+                    )
                 else:
                     ignored.append(rel)
     return sorted(known), sorted(ignored)
@@ -251,8 +311,12 @@ def _checked(path: Path, kind: str) -> bytes:
     _check(path, data, kind)
     if kind == "checkpoint":  # loaded from its path: it must still be the very file read above
         after = os.lstat(path)
-        if (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns) != \
-                (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns):
+        if (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns) != (
+            before.st_dev,
+            before.st_ino,
+            before.st_size,
+            before.st_mtime_ns,
+        ):
             raise ValueError(f"{path}: changed while it was being read; install again")
     return data
 
@@ -269,8 +333,9 @@ def _check(path: Path, data: bytes, kind: str) -> None:
             raise ValueError(f"{path}: not a JSON file ({exc})") from None
         expected = list if kind == "table" else dict
         if not isinstance(value, expected):
-            raise ValueError(f"{path}: expected a JSON {'list' if kind == 'table' else 'object'}, got "
-                             f"{type(value).__name__}")
+            raise ValueError(
+                f"{path}: expected a JSON {'list' if kind == 'table' else 'object'}, got {type(value).__name__}"
+            )
         if kind == "config":
             Config.from_dict(value, source=str(path))  # every setting present and valid, or named
     elif kind == "arrays":
@@ -302,22 +367,21 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
             ckpt["vision"] = str(CHECKPOINTS[0])
         if ckpt.get("start_from"):  # where a search started: named, not located
             ckpt["start_from"] = short_path(ckpt["start_from"])
-        for a in ckpt.get("averaged", []):  # the controllers an average was made of (python -m wmlib.average)
+        for a in ckpt.get("averaged", []):  # the controllers an average was made of (wm average)
             a["path"] = short_path(a["path"])
         atomic_torch_save(dest / rel, ckpt)
-    pool = rundir.first_frame_pool(data_dir)
+    pool = episodes.first_frame_pool(data_dir)
     if pool is None:
         raise FileNotFoundError(f"{episodes.series_dir(data_dir)}: no encoded series; run `wm memory` first")
     mu, logvar = pool
     atomic_save(dest / rundir.INITIAL_Z, lambda f: np.savez_compressed(f, mu=mu, logvar=logvar))
     for f in episodes.list_episodes(data_dir)[:sample_episodes]:
-        for sub in ("episodes", "series"):
+        for sub in (rundir.EPISODES, rundir.SERIES):
             atomic_write_bytes(dest / sub / f.name, (data_dir / sub / f.name).read_bytes())
     clog = rundir.log_path(data_dir, "controller")
     if clog.exists():  # drawn afresh: C writes its plot only when it finishes, and a run may go on after that
         plot_learning_curve(clog, dest / CURVE)
-    rounds = [(r / rel).relative_to(data_dir) for r in sorted((data_dir / rundir.ROUNDS).glob("round_*"))
-              for rel in ROUND_FILES]
+    rounds = [(r / rel).relative_to(data_dir) for r in rundir.round_dirs(data_dir) for rel in ROUND_FILES]
     tests = [f.relative_to(data_dir) for f in sorted((data_dir / rundir.TEST).glob("*.json"))]
     for rel in [Path(rundir.CONFIG), *LOGS, rundir.STUDY, Path(rundir.FIDELITY), *rounds]:
         if kind_of(rel) and (data_dir / rel).is_file():
@@ -334,28 +398,30 @@ def export(data_dir, dest, sample_episodes: int = 3, command: str | None = None)
             r["source"] = Path(r["source"]).name
             r = r.get("previous")
         atomic_write_text(dest / rundir.ITERATION, json.dumps(record, indent=2))
-    atomic_write_text(dest / "CARD.md", card(data_dir, command))
+    atomic_write_text(dest / rundir.CARD, card(data_dir, command))
     read_agent(dest)  # what was written is what install takes
     return dest
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m wmlib.pretrained",
-                                description="export a finished run directory as a pretrained agent")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``wm export``."""
     p.add_argument("data_dir", help="the run directory (with vision, memory, controller, series, test)")
     p.add_argument("dest", help="where to write it, e.g. pretrained/doom")
     p.add_argument("--episodes", type=int, default=3, help="sample episodes to include (for the notebooks)")
-    p.add_argument("--command", help="the command that trained the run, quoted on the card")
-    args = p.parse_args(argv)
-    try:
-        dest = export(args.data_dir, args.dest, args.episodes, args.command)
-    except (OSError, ValueError) as exc:  # (FileNotFoundError is an OSError)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    p.add_argument(
+        "--command", dest="trained_by", metavar="COMMAND", help="the command that trained the run, quoted on the card"
+    )
+
+
+def run(args) -> int:
+    """``wm export``: export the run and say what was written. Errors propagate to the command line, which names
+    them."""
+    dest = export(args.data_dir, args.dest, args.episodes, args.trained_by)
     size = sum((dest / f).stat().st_size for f in files_of(dest))
     print(f"{dest}: {len(files_of(dest))} files, {size / 2**20:.1f} MiB")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m wmlib.pretrained ...` is `wm export ...`: the command line sits on top of
+    # the library's layers, so it is looked up by name when this module runs as a script, never imported by it
+    sys.exit(importlib.import_module("wmlib.cli").main(["export", *sys.argv[1:]]))

@@ -5,29 +5,29 @@ for CarRacing is our choice, so that the car actually drives and skids instead o
 shorter than ``min_frames`` are dropped and replaced (paper: 100). Every episode is seeded from (run seed, index,
 attempt) and written atomically to its own file; a re-run skips the episodes already on disk.
 
-Worker processes (here and in :mod:`wmlib.processes`) die with the process that started them
-(:func:`exit_with_parent`), and a rollout worker writes an episode only while that process still holds the run
-directory's lock.
+The episodes are played in this process, in local worker processes or on a Dask cluster (:class:`wmlib.farm.Farm`),
+always by the same task, :func:`play_episode`, which returns the episode file's bytes (:func:`episode_bytes`); the
+process that holds the run directory's lock writes them. So the files are byte-identical wherever and by whichever
+worker an episode was played, and workers need no shared filesystem. Local worker processes die with the process
+that started them (:func:`wmlib.farm.exit_with_parent`, importable from here too).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import signal
+import io
+import json
 import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from . import episodes
 from .config import Config
+from .farm import PARENT_POLL_SECONDS, Farm, exit_orphaned, exit_with_parent  # noqa: F401 (importable from here)
 from .games import make_env
-from .runlock import holds_run_lock, lock_path, read_lock
+from .io import atomic_write_bytes
+from .runlock import holds_run_lock
 from .seeding import ROLLOUT, episode_seed
 
 
@@ -39,8 +39,9 @@ def random_action(game: str, rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.integers(-1, 2)], np.float32)  # left, stay or right
 
 
-def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: int, hold_max: int,
-                        screens_at=()) -> dict:
+def play_random_episode(
+    env, game: str, seed: int, max_frames: int, hold_min: int, hold_max: int, screens_at=()
+) -> dict:
     """Play one episode with held random actions; returns the episode's arrays (and, for the steps in
     ``screens_at``, the game's own screens behind those frames, as ``screens`` {step: (H, W, 3)})."""
     rng = np.random.default_rng(seed)
@@ -60,129 +61,144 @@ def play_random_episode(env, game: str, seed: int, max_frames: int, hold_min: in
         dones.append(terminated)
         if terminated or truncated:
             break
-    episode = dict(frames=np.stack(frames), actions=np.stack(actions), rewards=np.array(rewards, np.float32),
-                   dones=np.array(dones, bool))
+    episode = dict(
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        rewards=np.array(rewards, np.float32),
+        dones=np.array(dones, bool),
+    )
     if screens_at:
         episode["screens"] = screens
     return episode
 
 
-PARENT_POLL_SECONDS = 0.25
+def episode_bytes(frames, actions, rewards, dones, meta: dict) -> bytes:
+    """The bytes of the episode file that :func:`wmlib.episodes.save_episode` writes for these arrays: the same
+    dtypes and shapes, the same compressed npz (numpy's zip entries carry a fixed date, so the same episode always
+    gives the same bytes)."""
+    frames = np.asarray(frames, dtype=np.uint8)
+    n = len(frames)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        meta=np.array(json.dumps(meta)),
+        frames=frames,
+        actions=np.asarray(actions, dtype=np.float32).reshape(n, -1),
+        rewards=np.asarray(rewards, np.float32),
+        dones=np.asarray(dones, bool),
+    )
+    return buf.getvalue()
 
 
-def exit_with_parent(parent: int, poll: float = PARENT_POLL_SECONDS) -> None:
-    """In a worker process started by process ``parent``: exit once that process is gone (within ``poll`` seconds,
-    at once if it already is), killing this worker's own child processes (a ViZDoom game) first.
-
-    A daemon thread watches :func:`os.getppid`, which changes when the parent dies (the worker is then adopted by
-    another process). Linux's PR_SET_PDEATHSIG is not used: it fires when the *thread* that started the worker
-    ends, and a spawn-context ProcessPoolExecutor starts its workers from whichever thread submits work, so a pool
-    used from a short-lived thread would lose its workers while its process lives on.
-    """
-    if os.getppid() != parent:
-        exit_orphaned()
-    threading.Thread(target=_watch_parent, args=(parent, poll), name="wm-parent-watch", daemon=True).start()
+_ENVS = threading.local()  # per worker thread: (game, max_frames, renderer) and the game made for them
 
 
-def _watch_parent(parent: int, poll: float) -> None:
-    while os.getppid() == parent:
-        time.sleep(poll)
-    exit_orphaned()
+def _env(cfg: Config):
+    """This thread's game for ``cfg``, made once and kept for the next episodes (a different one is closed)."""
+    key = (cfg.game, cfg.max_frames, cfg.renderer)
+    held = getattr(_ENVS, "held", None)
+    if held is not None and held[0] != key:
+        close_env()
+        held = None
+    if held is None:
+        held = _ENVS.held = (key, make_env(cfg.game, max_steps=cfg.max_frames, renderer=cfg.renderer))
+    return held[1]
 
 
-def exit_orphaned() -> None:
-    """Kill this process's children, then exit at once (no cleanup: the run directory is no longer ours)."""
-    for pid in _child_pids():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:  # already gone
-            pass
-    os._exit(1)
+def close_env() -> None:
+    """Close the calling thread's game (if it has one)."""
+    held = getattr(_ENVS, "held", None)
+    _ENVS.held = None
+    if held is not None:
+        held[1].close()
 
 
-def _child_pids() -> list[int]:
-    """The pids of this process's children, from /proc (none where there is no /proc)."""
-    me, children = os.getpid(), []
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return []
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == me:  # fields: state, ppid, ...
-            children.append(int(entry))
-    return children
-
-
-_ENV = None
-_PARENT: int | None = None  # in a rollout worker: the pid of the process that started it (and holds the lock)
-
-
-def _worker_init(parent: int):
-    global _PARENT
-    _PARENT = parent
-    exit_with_parent(parent)
-    torch.set_num_threads(1)
-
-
-def _check_lock(data_dir) -> None:
-    """In a rollout worker, before an episode is written: the parent is alive and still holds the run's lock."""
-    if _PARENT is None:
-        return  # in-process: collect_rollouts holds the lock itself
-    if os.getppid() != _PARENT:
-        exit_orphaned()
-    holder = read_lock(data_dir)
-    if holder is None or holder.get("pid") != _PARENT:
-        raise RuntimeError(f"{lock_path(data_dir)}: the run directory's lock is no longer held by the process "
-                           f"that started this rollout worker (pid {_PARENT}); episode not written")
-
-
-def _collect_one(args) -> tuple[int, int, float]:
-    """Collect episode ``index`` and write it; returns (index, frames, total reward)."""
-    global _ENV
-    cfg_dict, data_dir, index = args
+def play_episode(cfg_dict: dict, index: int) -> tuple[bytes, dict, int]:
+    """The rollout task: play episode ``index`` of the run ``cfg_dict`` (a Config's dict), retrying with the next
+    attempt's seed while it is shorter than min_frames. Returns the episode file's bytes, its meta and its length.
+    Writes nothing: the process that holds the run directory's lock writes the bytes."""
     cfg = Config.from_dict(cfg_dict)
-    if _ENV is None:
-        _ENV = make_env(cfg.game, max_steps=cfg.max_frames, renderer=cfg.renderer)
+    env = _env(cfg)
     for attempt in range(1000):
         seed = episode_seed(cfg.seed, 0, index, attempt, ROLLOUT)
-        ep = play_random_episode(_ENV, cfg.game, seed, cfg.max_frames, cfg.hold_min, cfg.hold_max)
+        ep = play_random_episode(env, cfg.game, seed, cfg.max_frames, cfg.hold_min, cfg.hold_max)
         if len(ep["frames"]) >= cfg.min_frames:
             break
-    meta = dict(game=cfg.game, seed=seed, index=index, attempt=attempt, renderer=cfg.renderer,
-                policy="random", score=float(ep["rewards"].sum()))
-    _check_lock(data_dir)
-    episodes.save_episode(episodes.episode_path(data_dir, index), meta=meta, **ep)
-    return index, len(ep["frames"]), float(ep["rewards"].sum())
+    meta = dict(
+        game=cfg.game,
+        seed=seed,
+        index=index,
+        attempt=attempt,
+        renderer=cfg.renderer,
+        policy="random",
+        score=float(ep["rewards"].sum()),
+    )
+    return episode_bytes(meta=meta, **ep), meta, len(ep["frames"])
 
 
 @holds_run_lock("wm rollouts (wmlib.rollouts.collect_rollouts)")
-def collect_rollouts(cfg: Config, data_dir, workers: int | None = None, progress: bool = True) -> list[Path]:
-    """Make sure episodes 0..num_rollouts-1 exist under ``data_dir/episodes``; returns their paths."""
-    global _ENV
-    workers = cfg.workers if workers is None else workers
+def collect_rollouts(
+    cfg: Config,
+    data_dir,
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    kind: str | None = None,
+    client=None,
+    scheduler: str | None = None,
+    tls: bool | None = None,
+    farm: Farm | None = None,
+) -> list[Path]:
+    """Make sure episodes 0..num_rollouts-1 exist under ``data_dir/episodes``; returns their paths.
+
+    Where the missing episodes are played (:class:`wmlib.farm.Farm`): ``kind`` 'inprocess', 'processes' (``workers``
+    local processes, default cfg.workers) or 'dask'; a Dask ``client`` (left open), a ``scheduler`` address or a
+    ``tls`` setting means 'dask', and 'dask' without either starts a local cluster of ``workers`` processes on
+    127.0.0.1 (mutual TLS unless ``tls=False``). Default: local processes with more than one worker and more than
+    one episode to play, else this process. Or ``farm``, an open Farm (left open), instead of all these. Every
+    kind writes the same bytes.
+    """
     todo = [i for i in range(cfg.num_rollouts) if not episodes.episode_path(data_dir, i).exists()]
-    jobs = [(cfg.to_dict(), str(data_dir), i) for i in todo]
-    bar = tqdm(total=cfg.num_rollouts, initial=cfg.num_rollouts - len(todo), desc=f"rollouts {cfg.game}",
-               unit="ep", disable=not progress)
-    if workers <= 1 or len(jobs) <= 1:
+    bar = tqdm(
+        total=cfg.num_rollouts,
+        initial=cfg.num_rollouts - len(todo),
+        desc=f"rollouts {cfg.game}",
+        unit="ep",
+        disable=not progress,
+    )
+    where = dict(kind=kind, client=client, scheduler=scheduler, tls=tls)
+    if farm is not None and any(v is not None for v in where.values()):
+        raise ValueError(
+            f"give a farm or where to play ({', '.join(k for k, v in where.items() if v is not None)}), not both"
+        )
+    if todo:
+        own = farm is None
+        if own:
+            workers = cfg.workers if workers is None else int(workers)
+            if len(todo) == 1 and all(v is None for v in where.values()):
+                where["kind"] = "inprocess"  # one episode: not worth starting a worker
+            farm = Farm(workers=workers, **where)
         try:
-            for job in jobs:
-                _collect_one(job)
-                bar.update()
+            if farm.kind == "dask" and progress:
+                link = farm.dashboard_link or "off (install bokeh for it)"
+                bar.write(f"dask: scheduler {farm.address}, {farm.n_workers} workers, dashboard {link}")
+            _play_and_write(farm, cfg, data_dir, todo, bar)
         finally:
-            if _ENV is not None:
-                _ENV.close()
-                _ENV = None
-    else:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(os.getpid(),)) as pool:
-            for _ in pool.map(_collect_one, jobs):  # a dead worker raises BrokenProcessPool, never hangs
-                bar.update()
+            if own:
+                farm.close()
     bar.close()
     return [episodes.episode_path(data_dir, i) for i in range(cfg.num_rollouts)]
+
+
+def _play_and_write(farm: Farm, cfg: Config, data_dir, todo: list[int], bar) -> None:
+    """Play episodes ``todo`` on ``farm`` and write each one as it comes back."""
+    tasks = [(cfg.to_dict(), i) for i in todo]
+    try:
+        for j, (data, _meta, _frames) in farm.run(
+            play_episode, tasks, names=[f"episode {i}" for i in todo], stage="rollout"
+        ):
+            atomic_write_bytes(episodes.episode_path(data_dir, todo[j]), data)
+            bar.update()
+    finally:
+        if farm.kind == "inprocess":
+            close_env()

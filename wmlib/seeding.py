@@ -21,8 +21,8 @@ EVAL = 1  # the CMA-ES mean's evaluation episodes
 TEST = 2  # `wm test`'s held-out episodes
 ROLLOUT = 3  # random-policy episodes for V and M
 ITERATE = 4  # iterative training: the controllers and episodes of a round
-VALIDATE = 5  # `python -m wmlib.compare`: fresh tracks for choosing between controllers, never the test's
-FIDELITY = 7  # the random controllers a dream-fidelity study plays (7: the draws of the fidelity table of docs/results-doom.md)
+VALIDATE = 5  # `wm compare`: fresh tracks for choosing between controllers, never the test's
+FIDELITY = 7  # the random controllers a dream-fidelity study plays (the fidelity table of docs/results-doom.md)
 
 # Streams of one episode's random numbers (:func:`uniform`, :func:`normal`), by what they draw. A normal stream s
 # uses the uniform streams 2s and 2s + 1, so the numbers below never share draws.

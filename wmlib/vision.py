@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import episodes, rundir
+from . import devices, episodes, rundir
 from .config import Config
 from .io import atomic_torch_save, checkpoint_structure, load_checkpoint, load_model, write_csv
 from .plots import plot_frames, save_figure
@@ -65,19 +65,28 @@ class Vision(nn.Module):
         return torch.sigmoid(self.dec[-1](x))
 
     def forward(self, x: torch.Tensor):
+        """(reconstruction, mu, logvar) of frames x, decoded from z = mu + sigma * eps (the reparameterisation
+        trick, Kingma & Welling 2013; World Models Sec. 2.1, Appendix A.1): z is a differentiable function of mu and
+        logvar, so the loss's gradient reaches the encoder through the random draw."""
         mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
+        # eps from torch's CPU generator on any device: every device draws the same noise, and a stopped run
+        # resumes it from the checkpoint's CPU generator state
+        eps = torch.randn(mu.shape, dtype=mu.dtype).to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mu, logvar
 
 
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(..., 64, 64, 3) uint8 frames -> (..., 3, 64, 64) float32 in [0, 1]."""
+def to_tensor(frames: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """(..., 64, 64, 3) uint8 frames -> (..., 3, 64, 64) float32 in [0, 1], on ``device`` (default: the CPU; the
+    uint8 frames travel, a quarter of the floats' bytes)."""
     t = torch.as_tensor(np.ascontiguousarray(frames))
+    if device is not None:
+        t = devices.to(t, device)
     return t.movedim(-1, -3).float().div_(255.0)
 
 
 def vae_loss(recon, x, mu, logvar, kl_tolerance: float = 0.5):
-    """The paper's VAE loss, averaged over the batch.
+    """The paper's VAE loss (World Models Appendix A.1), averaged over the batch.
 
     r_loss = sum over pixels of (x - recon)^2                               (squared-error reconstruction)
     kl     = -1/2 * sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))           (Kingma & Welling 2013, Appendix B)
@@ -128,21 +137,26 @@ def _resume(out: Path, cfg: Config, model: Vision, opt, log_path: Path) -> dict:
     with checkpoint_structure(out, "vision checkpoint"):
         z_dim = int(ckpt["config"]["z_dim"])
     if z_dim != cfg.z_dim:
-        raise ValueError(f"{out}: was trained with z_dim={z_dim}, but --z_dim is {cfg.z_dim}; "
-                         "use another --data_dir or the same z_dim")
+        raise ValueError(
+            f"{out}: was trained with z_dim={z_dim}, but --z_dim is {cfg.z_dim}; "
+            "use another --data_dir or the same z_dim"
+        )
     with checkpoint_structure(out, "vision checkpoint"):  # a wrong structure is named, not a KeyError
         model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:  # a pretrained checkpoint keeps weights only
             opt.load_state_dict(ckpt["optimizer"])
-        at.update(epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng")
-                                               if k in ckpt})
+        at.update(
+            epoch=int(ckpt["epoch"]), **{k: ckpt[k] for k in ("batch", "frames", "seconds", "torch_rng") if k in ckpt}
+        )
         at["sums"] = np.asarray(ckpt.get("sums", np.zeros(3)), np.float64)
         at["log"] = checkpoint_log(ckpt, log_path)
     return at
 
 
 @holds_run_lock("wm vision (wmlib.vision.train_vision)")
-def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int | None = None) -> Path:
+def train_vision(
+    cfg: Config, data_dir, progress: bool = True, save_every: int | None = None, device: str | torch.device = "cpu"
+) -> Path:
     """Train V on the episodes under ``data_dir/episodes`` (the first cfg.vae_episodes, if set).
 
     Every epoch visits all their frames in a random order (shuffled across the whole data set: they are read from
@@ -153,7 +167,13 @@ def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int |
     The checkpoint carries the log's rows: ``log.csv`` is rewritten whole from it after each epoch's checkpoint
     (and at every start), then ``reconstructions.png``; a run stopped between those writes does them on the next
     start, so the files agree with the checkpoint whenever it was stopped.
+
+    ``device`` (``--device``: :func:`wmlib.devices.resolve`) is where V trains. V is made on the CPU (the same first
+    weights everywhere) and moved there, its noise comes from the CPU's generator (:meth:`Vision.forward`), and the
+    checkpoint holds CPU tensors. Off the CPU, the losses may differ from the CPU's in their last bits (cuDNN's
+    convolutions add in another order), and training drifts from there.
     """
+    device = devices.resolve(device)
     data_dir = Path(data_dir)
     files = episodes.list_episodes(data_dir)
     if not files:
@@ -163,38 +183,59 @@ def train_vision(cfg: Config, data_dir, progress: bool = True, save_every: int |
     out = rundir.path(data_dir, rundir.VISION)
     log_path = rundir.log_path(data_dir, "vision")
     seed_everything(cfg.seed)
-    model = Vision(cfg.z_dim)
+    model = Vision(cfg.z_dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.vae_lr)
     at = _resume(out, cfg, model, opt, log_path)
     if out.exists():
         write_csv(log_path, at["log"])  # the log the checkpoint holds, whatever a stopped run left
         if at["epoch"] > 0 and at["batch"] == 0:  # the last epoch finished: its closing step, again
-            save_reconstructions(model, files[0], out.parent / "reconstructions.png")
+            save_reconstructions(model, files[0], rundir.path(data_dir, rundir.RECONSTRUCTIONS))
     if at["epoch"] >= cfg.vae_epochs:
         return out
     store = episodes.FrameStore.build(files, rundir.path(data_dir, rundir.FRAMES), progress=progress)
     n_batches = -(-len(store) // cfg.vae_batch)
     save_every = save_every or max(1, min(200, n_batches // 3))
     for epoch in range(at["epoch"], cfg.vae_epochs):
-        row = _train_epoch(cfg, model, opt, store, epoch, at, save_every,
-                           lambda **state: _save(out, model, opt, cfg, at["log"], **state), progress)
+        row = _train_epoch(
+            cfg,
+            model,
+            opt,
+            store,
+            epoch,
+            at,
+            save_every,
+            lambda **state: _save(out, model, opt, cfg, at["log"], **state),
+            progress,
+        )
         at["log"].append(row)
         _save(out, model, opt, cfg, at["log"], epoch=epoch + 1, batch=0, sums=np.zeros(3), frames=0, seconds=0.0)
         write_csv(log_path, at["log"])
-        save_reconstructions(model, files[0], out.parent / "reconstructions.png")
+        save_reconstructions(model, files[0], rundir.path(data_dir, rundir.RECONSTRUCTIONS))
     return out
 
 
 def _save(out: Path, model: Vision, opt, cfg: Config, log: list[dict], **state) -> None:
     """V's checkpoint: weights, optimiser, where in training it stands (``state``), the log rows so far."""
-    atomic_torch_save(out, dict(model=model.state_dict(), optimizer=opt.state_dict(), epoch=state["epoch"],
-                                batch=state["batch"], sums=torch.as_tensor(state["sums"]), frames=state["frames"],
-                                seconds=state["seconds"], torch_rng=torch.get_rng_state(), log=list(log),
-                                config=cfg.to_dict()))
+    atomic_torch_save(
+        out,
+        dict(
+            model=devices.to_cpu(model.state_dict()),
+            optimizer=devices.to_cpu(opt.state_dict()),
+            epoch=state["epoch"],
+            batch=state["batch"],
+            sums=torch.as_tensor(state["sums"]),
+            frames=state["frames"],
+            seconds=state["seconds"],
+            torch_rng=torch.get_rng_state(),
+            log=list(log),
+            config=cfg.to_dict(),
+        ),
+    )
 
 
-def _train_epoch(cfg: Config, model: Vision, opt, store, epoch: int, at: dict, save_every: int, save,
-                 progress: bool) -> dict:
+def _train_epoch(
+    cfg: Config, model: Vision, opt, store, epoch: int, at: dict, save_every: int, save, progress: bool
+) -> dict:
     """One epoch (or the rest of the one ``at`` stopped in), saving every ``save_every`` batches; its log row."""
     model.train()
     n_batches = -(-len(store) // cfg.vae_batch)
@@ -205,12 +246,13 @@ def _train_epoch(cfg: Config, model: Vision, opt, store, epoch: int, at: dict, s
         skip, sums, n, seconds = at["batch"], at["sums"], int(at["frames"]), float(at["seconds"])
         torch.set_rng_state(at["torch_rng"])
     t0 = time.time() - seconds
-    bar = tqdm(total=n_batches, initial=skip, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch",
-               disable=not progress)
+    bar = tqdm(
+        total=n_batches, initial=skip, desc=f"V epoch {epoch + 1}/{cfg.vae_epochs}", unit="batch", disable=not progress
+    )
     for b, indices in enumerate(store.batch_indices(cfg.vae_batch, rng)):
         if b < skip:
             continue
-        x = to_tensor(store.read(indices))
+        x = to_tensor(store.read(indices), devices.of(model))
         recon, mu, logvar = model(x)
         loss, r_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
         opt.zero_grad(set_to_none=True)
@@ -241,22 +283,22 @@ def save_reconstructions(model: Vision, episode_file, png_path, n: int = 8) -> N
 
 
 def to_images(x) -> np.ndarray:
-    """(..., 3, 64, 64) float tensor in [0, 1] -> (..., 64, 64, 3) uint8 array."""
-    return (x.movedim(-3, -1).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    """(..., 3, 64, 64) float tensor in [0, 1] (on any device) -> (..., 64, 64, 3) uint8 array."""
+    return (x.movedim(-3, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def encode(vision, frames) -> tuple[np.ndarray, np.ndarray]:
-    """V's (mu, logvar) of (B, 64, 64, 3) uint8 frames, as float32 arrays (B, N_z)."""
+    """V's (mu, logvar) of (B, 64, 64, 3) uint8 frames, as float32 arrays (B, N_z) (V on any device)."""
     with torch.inference_mode():
-        mu, logvar = vision.encode(to_tensor(np.asarray(frames, np.uint8)))
-    return mu.numpy(), logvar.numpy()
+        mu, logvar = vision.encode(to_tensor(np.asarray(frames, np.uint8), devices.of(vision)))
+    return mu.cpu().numpy(), logvar.cpu().numpy()
 
 
 def decode(vision, z) -> np.ndarray:
     """V's decoder on latents ``z`` (N_z,) or (B, N_z): (64, 64, 3) or (B, 64, 64, 3) uint8 images."""
     z = torch.as_tensor(np.asarray(z, np.float32))
     with torch.inference_mode():
-        images = to_images(vision.decode(z.reshape(-1, z.shape[-1])))
+        images = to_images(vision.decode(z.reshape(-1, z.shape[-1]).to(devices.of(vision))))
     return images[0] if z.dim() == 1 else images
 
 
@@ -291,4 +333,3 @@ def latent_sensitivity(vision, z, span: float = 2.0) -> np.ndarray:
     lo[np.arange(n), np.arange(n)] = -span
     hi[np.arange(n), np.arange(n)] = span
     return np.abs(decode(vision, lo).astype(np.float32) - decode(vision, hi).astype(np.float32)).mean((1, 2, 3))
-

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .dream import dream_episode
-from .memory import sample_mixture
+from .dream import DreamState, dream_episode, dream_step
 from .plots import png_bytes
 from .seeding import episode_keys
 from .vision import decode
@@ -54,7 +53,7 @@ class LatentExplorer:
     def dims(self, page: int | None = None) -> list[int]:
         """The latent dimensions the sliders control on ``page`` (default: the current one)."""
         page = self.page if page is None else page
-        return self.order[page * self.per_page:(page + 1) * self.per_page]
+        return self.order[page * self.per_page : (page + 1) * self.per_page]
 
     def image(self) -> np.ndarray:
         """V's decoding of the current z: (64, 64, 3) uint8."""
@@ -118,13 +117,26 @@ class LatentExplorer:
 
             self.sliders = []
             for i in range(self.per_page):
-                s = w.FloatSlider(value=0.0, min=-self.limit, max=self.limit, step=0.05, continuous_update=True,
-                                  layout=w.Layout(width="300px"))
+                s = w.FloatSlider(
+                    value=0.0,
+                    min=-self.limit,
+                    max=self.limit,
+                    step=0.05,
+                    continuous_update=True,
+                    layout=w.Layout(width="300px"),
+                )
                 s.observe(lambda change, i=i: self.on_slider(i, change), names="value")
                 self.sliders.append(s)
             first = lambda p: p * self.per_page + 1  # noqa: E731
-            options = [(f"the {first(p)}.-{first(p) + len(self.dims(p)) - 1}. most used" if self.ordered else
-                        f"dimensions {self.dims(p)[0]}-{self.dims(p)[-1]}", p) for p in range(self.pages)]
+            options = [
+                (
+                    f"the {first(p)}.-{first(p) + len(self.dims(p)) - 1}. most used"
+                    if self.ordered
+                    else f"dimensions {self.dims(p)[0]}-{self.dims(p)[-1]}",
+                    p,
+                )
+                for p in range(self.pages)
+            ]
             self.dropdown = w.Dropdown(options=options, value=self.page, description="sliders for")
             self.dropdown.observe(lambda change: self.show_page(change["new"]), names="value")
             reset = w.Button(description="reset z")
@@ -151,10 +163,21 @@ class DreamPlayer:
     ``done_probability(step)`` and ``dream(temperature)``.
     """
 
-    def __init__(self, vision, memory, z0, actions=None, controller=None, real_frames=None,
-                 temperature: float = Config.temperature, max_len: int | None = None, seed: int = 0,
-                 done_threshold: float = Config.done_threshold,
-                 stop_at_done: bool = False, scale: int = 4):
+    def __init__(
+        self,
+        vision,
+        memory,
+        z0,
+        actions=None,
+        controller=None,
+        real_frames=None,
+        temperature: float = Config.temperature,
+        max_len: int | None = None,
+        seed: int = 0,
+        done_threshold: float = Config.done_threshold,
+        stop_at_done: bool = False,
+        scale: int = 4,
+    ):
         self.vision, self.memory, self.z0 = vision, memory, np.asarray(z0, np.float32)
         self.actions, self.controller, self.max_len, self.seed = actions, controller, max_len, seed
         self.done_threshold, self.stop_at_done, self.scale = done_threshold, stop_at_done, scale
@@ -165,8 +188,17 @@ class DreamPlayer:
     def dream(self, temperature: float) -> dict:
         """Dream again at ``temperature`` (same seed, so only tau changes); returns the episode."""
         self.temperature = float(temperature)
-        self.episode = dream_episode(self.memory, self.z0, self.actions, self.controller, self.temperature,
-                                     self.max_len, self.seed, self.done_threshold, self.stop_at_done)
+        self.episode = dream_episode(
+            self.memory,
+            self.z0,
+            self.actions,
+            self.controller,
+            self.temperature,
+            self.max_len,
+            self.seed,
+            self.done_threshold,
+            self.stop_at_done,
+        )
         self._frames = {}
         if self._widget is not None:
             self.slider.max = self.play.max = self.steps - 1
@@ -230,8 +262,9 @@ class DreamPlayer:
             self.play = w.Play(value=0, min=0, max=last, step=1, interval=100, description="play")
             self.slider = w.IntSlider(value=0, min=0, max=last, description="step")
             w.jslink((self.play, "value"), (self.slider, "value"))
-            self.tau_slider = w.FloatSlider(value=self.temperature, min=0.1, max=2.0, step=0.05,
-                                            continuous_update=False, description="tau")
+            self.tau_slider = w.FloatSlider(
+                value=self.temperature, min=0.1, max=2.0, step=0.05, continuous_update=False, description="tau"
+            )
             self.dream_picture = w.Image(format="png")
             self.real_picture = w.Image(format="png")
             self.done_bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="P(done)")
@@ -257,10 +290,11 @@ class DreamPlayer:
 class DreamGame:
     """You are the controller: play inside M's dream, one step per button (as in the paper's interactive article).
 
-    Each press of an action button is one step of the dream: M takes the action and the current z, draws the next
-    z at ``temperature`` (with the same per-step random numbers a dream in training uses, from ``seed``), and V
-    draws it. For Doom, M's P(done) is shown, and above ``done_threshold`` the dream is over: you died, as a
-    controller's dream would end in training. "New dream" starts again from ``z0`` with the next seed.
+    Each press of an action button is one step of the dream, the step every dream takes
+    (:func:`wmlib.dream.dream_step`): M takes the action and the current z, the next z is drawn at ``temperature``
+    (with the same per-step random numbers a dream in training uses, from ``seed``), and V draws it. For Doom, M's
+    P(done) is shown, and above ``done_threshold`` the dream is over: you died, as a controller's dream would end in
+    training. "New dream" starts again from ``z0`` with the next seed.
     Callbacks: ``act(name)`` (one step; returns the new frame), ``reset()``, ``frame()``.
     """
 
@@ -269,8 +303,16 @@ class DreamGame:
         3: {"left": [-1.0, 0.3, 0.0], "straight": [0.0, 0.3, 0.0], "right": [1.0, 0.3, 0.0]},
     }
 
-    def __init__(self, vision, memory, z0, temperature: float = Config.temperature, seed: int = 0,
-                 done_threshold: float = Config.done_threshold, scale: int = 4):
+    def __init__(
+        self,
+        vision,
+        memory,
+        z0,
+        temperature: float = Config.temperature,
+        seed: int = 0,
+        done_threshold: float = Config.done_threshold,
+        scale: int = 4,
+    ):
         if memory.action_dim not in self.ACTIONS:
             raise ValueError(f"no buttons for an M with {memory.action_dim}-number actions")
         self.vision, self.memory, self.scale = vision, memory, scale
@@ -284,13 +326,21 @@ class DreamGame:
 
     def reset(self) -> np.ndarray:
         """A new dream from z0 (the next seed); returns its first frame."""
-        self.keys = episode_keys(np.array([self.seed + self.games]))
+        self.state = DreamState.start(self.memory, self.z0.clone(), episode_keys(np.array([self.seed + self.games])))
         self.games += 1
-        self.z = self.z0.clone()
-        self.h, self.c = self.memory.initial_state(1)
-        self.step, self.p_done, self.over = 0, None, False
+        self.p_done, self.over = None, False
         self._refresh()
         return self.frame()
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The current latent (1, N_z)."""
+        return self.state.z
+
+    @property
+    def step(self) -> int:
+        """Steps taken in this dream."""
+        return self.state.t
 
     def frame(self) -> np.ndarray:
         """V's drawing of the current z: (64, 64, 3) uint8."""
@@ -303,10 +353,7 @@ class DreamGame:
         if name not in self.actions:
             raise ValueError(f"unknown action {name!r}; the buttons are {', '.join(self.actions)}")
         if not self.over:
-            restart = torch.ones(1) if self.step == 0 else torch.zeros(1)
-            out, self.h, self.c = self.memory.step(self.z, self.actions[name], restart, self.h, self.c, self._weights)
-            self.z = sample_mixture(out, self.temperature, self.keys, self.step).clone()
-            self.step += 1
+            out = dream_step(self.memory, self._weights, self.state, self.actions[name], self.temperature)
             if self.memory.predict_done:
                 self.p_done = float(torch.sigmoid(out.done_logit)[0])
                 self.over = self.p_done > self.done_threshold
@@ -392,4 +439,3 @@ class FramePlayer:
         from IPython.display import display  # only in a notebook: IPython comes with ipywidgets
 
         display(self.widget)
-

@@ -12,6 +12,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import pygame
 from gymnasium.envs.box2d import car_dynamics as _cd
 from gymnasium.envs.box2d.car_racing import (
     GRASS_DIM,
@@ -22,8 +23,6 @@ from gymnasium.envs.box2d.car_racing import (
     ZOOM,
     CarRacing,
 )
-
-import pygame
 
 _GYM_ID = "CarRacing-v3"
 _TWO_PI = 2.0 * math.pi
@@ -189,48 +188,14 @@ class _ObservationRenderer(CarRacing):
         """
         car = self.car
         if self._car_of is not car:
-            local, owner, parts = [], [], []
-            for k, obj in enumerate(car.drawlist):
-                color = [int(v * 255) for v in obj.color]
-                for f in obj.fixtures:
-                    verts = f.shape.vertices
-                    parts.append((len(local), len(local) + len(verts), color, k if "phase" in obj.__dict__ else -1))
-                    local.extend(verts)
-                    owner.extend([k] * len(verts))
-            self._car_local = np.array(local, dtype=np.float32).reshape(-1, 2)
-            self._car_inset = np.concatenate(
-                [_inset_directions(self._car_local[a:b].astype(np.float64)) for a, b, _, _ in parts]
-            )
-            self._car_owner = np.array(owner, dtype=np.intp)
-            self._car_parts = parts
-            self._car_of = car
-
+            self._car_geometry(car)
         bodies = car.drawlist
         xf = np.empty((len(bodies), 4), dtype=np.float32)
         for k, body in enumerate(bodies):
             t = body.transform
             p = t.position
             xf[k] = (t.q.c, t.q.s, p[0], p[1])
-        # The wheels' white marks (gymnasium's Car.draw): local quads that depend on each wheel's phase.
-        white, white_owner, white_at = [], [], {}
-        ww = _cd.WHEEL_W * _cd.SIZE
-        for k, obj in enumerate(bodies):
-            if "phase" not in obj.__dict__:
-                continue
-            a1 = obj.phase
-            a2 = obj.phase + 1.2
-            s1, s2, c1, c2 = math.sin(a1), math.sin(a2), math.cos(a1), math.cos(a2)
-            if s1 > 0 and s2 > 0:
-                continue
-            if s1 > 0:
-                c1 = np.sign(c1)
-            if s2 > 0:
-                c2 = np.sign(c2)
-            y1 = +_cd.WHEEL_R * c1 * _cd.SIZE
-            y2 = +_cd.WHEEL_R * c2 * _cd.SIZE
-            white_at[k] = len(self._car_local) + len(white)
-            white.extend(((-ww, y1), (+ww, y1), (+ww, y2), (-ww, y2)))
-            white_owner.extend((k, k, k, k))
+        white, white_owner, white_at = self._wheel_marks(bodies)
         local = self._car_local
         if shrink:
             local = (local + shrink * self._car_inset).astype(np.float32)
@@ -252,15 +217,56 @@ class _ObservationRenderer(CarRacing):
                 order.append((white_at[k], white_at[k] + 4, _cd.WHEEL_WHITE))
         return X, Y, order
 
+    def _car_geometry(self, car) -> None:
+        """The car's polygons in body coordinates (float32, as Box2D keeps them), their inset directions, the body
+        each vertex belongs to and the drawing order's slices: made once per car."""
+        local, owner, parts = [], [], []
+        for k, obj in enumerate(car.drawlist):
+            color = [int(v * 255) for v in obj.color]
+            for f in obj.fixtures:
+                verts = f.shape.vertices
+                parts.append((len(local), len(local) + len(verts), color, k if "phase" in obj.__dict__ else -1))
+                local.extend(verts)
+                owner.extend([k] * len(verts))
+        self._car_local = np.array(local, dtype=np.float32).reshape(-1, 2)
+        self._car_inset = np.concatenate(
+            [_inset_directions(self._car_local[a:b].astype(np.float64)) for a, b, _, _ in parts]
+        )
+        self._car_owner = np.array(owner, dtype=np.intp)
+        self._car_parts = parts
+        self._car_of = car
+
+    def _wheel_marks(self, bodies) -> tuple[list, list, dict]:
+        """The wheels' white marks (gymnasium's Car.draw): local quads that depend on each wheel's phase. Returns
+        their vertices, the body of each, and where each wheel's quad starts among all the car's vertices."""
+        white, white_owner, white_at = [], [], {}
+        ww = _cd.WHEEL_W * _cd.SIZE
+        for k, obj in enumerate(bodies):
+            if "phase" not in obj.__dict__:
+                continue
+            a1 = obj.phase
+            a2 = obj.phase + 1.2
+            s1, s2, c1, c2 = math.sin(a1), math.sin(a2), math.cos(a1), math.cos(a2)
+            if s1 > 0 and s2 > 0:
+                continue
+            if s1 > 0:
+                c1 = np.sign(c1)
+            if s2 > 0:
+                c2 = np.sign(c2)
+            y1 = +_cd.WHEEL_R * c1 * _cd.SIZE
+            y2 = +_cd.WHEEL_R * c2 * _cd.SIZE
+            white_at[k] = len(self._car_local) + len(white)
+            white.extend(((-ww, y1), (+ww, y1), (+ww, y2), (-ww, y2)))
+            white_owner.extend((k, k, k, k))
+        return white, white_owner, white_at
+
     def _candidates(self, c: float, s: float, zoom: float, trans, margin: float) -> np.ndarray:
         """Indices of the polygons whose bounding circle meets gymnasium's (pre-flip) window widened by ``margin``
         window pixels: a cheap superset of the polygons that can touch the window."""
         xc = (c * self._poly_cx - s * self._poly_cy) * zoom + (trans[0] - WINDOW_W / 2)
         yc = (s * self._poly_cx + c * self._poly_cy) * zoom + (trans[1] - WINDOW_H / 2)
         r = self._poly_r * zoom
-        return np.flatnonzero(
-            (np.abs(xc) <= r + (WINDOW_W / 2 + margin)) & (np.abs(yc) <= r + (WINDOW_H / 2 + margin))
-        )
+        return np.flatnonzero((np.abs(xc) <= r + (WINDOW_W / 2 + margin)) & (np.abs(yc) <= r + (WINDOW_H / 2 + margin)))
 
     def _render(self, mode: str):
         if mode == "state_pixels" and "t" in self.__dict__ and self.car is not None:

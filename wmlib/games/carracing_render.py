@@ -36,10 +36,9 @@ from functools import lru_cache
 
 import gymnasium as gym
 import numpy as np
+import pygame
 from gymnasium.envs.box2d.car_racing import STATE_H, STATE_W, WINDOW_H, WINDOW_W
 from PIL import Image
-
-import pygame
 from pygame import gfxdraw
 
 from .carracing_draw import (
@@ -102,11 +101,9 @@ class ExactCarRacing(_ObservationRenderer):
             tallest = max(tallest, 0.01 * abs(w.omega))
         return tallest < 3.9  # the black bar is 5 units tall and a bar starts 1 unit above the bottom
 
-    def _render_state(self) -> np.ndarray:
-        angle, zoom, trans = _camera(self)
-        c, s = _rotation(angle)
-        m = self._MARGIN
-        surf = self._window
+    def _draw_ground(self, surf, c: float, s: float, zoom: float, trans, m: float) -> None:
+        """The field, the grass and the road as gymnasium draws them, in its order, clipped to the window widened by
+        ``m``."""
         # The window's first 100 rows end up under the dashboard's black bar once flipped, in every step: the
         # background need not be filled there (the polygons are still drawn in full, as gymnasium does).
         scene = self._scene_rect
@@ -139,6 +136,13 @@ class ExactCarRacing(_ObservationRenderer):
         for poly, color in zip(pts[n_grass:], colors):
             aapolygon(surf, poly, color)
             filled_polygon(surf, poly, color)
+
+    def _render_state(self) -> np.ndarray:
+        angle, zoom, trans = _camera(self)
+        c, s = _rotation(angle)
+        m = self._MARGIN
+        surf = self._window
+        self._draw_ground(surf, c, s, zoom, trans, m)
 
         X, Y, order = self._car_polygons(c, s, zoom, trans)
         car_pts = np.stack((X, Y), axis=-1).tolist()

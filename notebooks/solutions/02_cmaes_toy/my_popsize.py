@@ -1,1 +1,0 @@
-my_popsize = 64  # the paper's population; each of the three seeds finds the optimum

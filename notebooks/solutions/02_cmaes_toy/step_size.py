@@ -1,0 +1,5 @@
+def step_size(es, y_w):
+    inv_sqrt_C = es.B @ np.diag(1 / es.D) @ es.B.T  # C^(-1/2) = B diag(1/D) B^T
+    p_sigma = (1 - es.c_sigma) * es.p_sigma + np.sqrt(es.c_sigma * (2 - es.c_sigma) * es.mu_eff) * (inv_sqrt_C @ y_w)  # Eq. (43)
+    growth = es.c_sigma / es.d_sigma * (np.linalg.norm(p_sigma) / es.chi_n - 1)
+    return p_sigma, es.sigma * np.exp(min(1.0, growth))  # Eq. (44), the exponent capped at 1

@@ -1,4 +1,0 @@
-# A common mistake: ranking as if higher fitness were better (CMA-ES here minimises).
-def new_mean(mean, sigma, X, f, weights):
-    best = X[np.argsort(f)[::-1]][: len(weights)]
-    return mean + sigma * (weights @ ((best - mean) / sigma))

@@ -1,0 +1,6 @@
+# The normalisation without mu_eff: the path stays too short, and sigma shrinks when it should grow.
+def step_size(es, y_w):
+    inv_sqrt_C = es.B @ np.diag(1 / es.D) @ es.B.T
+    p_sigma = (1 - es.c_sigma) * es.p_sigma + np.sqrt(es.c_sigma * (2 - es.c_sigma)) * (inv_sqrt_C @ y_w)
+    growth = es.c_sigma / es.d_sigma * (np.linalg.norm(p_sigma) / es.chi_n - 1)
+    return p_sigma, es.sigma * np.exp(min(1.0, growth))

@@ -1,3 +1,0 @@
-# A common mistake: the "- 1" left out.
-def kl_per_dimension(mu, logvar):
-    return (0.5 * (mu**2 + np.exp(logvar) - logvar)).mean(axis=0)

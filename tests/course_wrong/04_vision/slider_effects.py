@@ -1,9 +1,0 @@
-# A common mistake: only one side of the sweep (z_j moved to +span, compared with the starting picture).
-def slider_effects(vision, z, span):
-    start = decode(vision, z).astype(float)
-    effects = []
-    for j in range(vision.z_dim):
-        high = z.copy()
-        high[j] = span
-        effects.append(np.abs(decode(vision, high).astype(float) - start).mean())
-    return np.array(effects)

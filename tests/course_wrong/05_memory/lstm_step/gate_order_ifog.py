@@ -1,0 +1,7 @@
+# The gates split in the order input, forget, output, candidate (Keras'), not PyTorch's input, forget, candidate, output.
+def lstm_step(memory, x, h, c):
+    lstm = memory.lstm
+    gates = x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.T + lstm.bias_hh_l0
+    i, f, o, g = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c

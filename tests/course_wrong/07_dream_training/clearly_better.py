@@ -1,3 +1,0 @@
-# A common mistake: the larger mean wins, however noisy.
-def clearly_better(a, b):
-    return a["real_mean"] > b["real_mean"]
