@@ -51,7 +51,6 @@ import ctypes
 import logging
 import os
 import threading
-import time
 import uuid
 
 import numpy as np
@@ -59,11 +58,11 @@ import torch
 
 from .agent import Agent, EvalSettings, Evaluator, run_jobs
 from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
+from .farm import ClusterWatch
 from .jobs import plan_tasks, task_jobs  # noqa: F401 (importable from here, as before)
 
 try:
     import dask
-    import distributed
     from dask.utils import parse_timedelta
     from distributed import CancelledError, Client, KilledWorker, Security, WorkerPlugin
 except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency of the package
@@ -183,7 +182,7 @@ def default_timeout() -> float:
 
 
 # -- the evaluator -----------------------------------------------------------------------------------------------
-class DaskEvaluator(Evaluator):
+class DaskEvaluator(Evaluator, ClusterWatch):
     """Score jobs on Dask workers; see the module docstring.
 
     Exactly one of: ``client`` (an existing :class:`distributed.Client`, left open by :meth:`close`),
@@ -270,19 +269,7 @@ class DaskEvaluator(Evaluator):
 
     def _ensure_ready(self) -> None:
         """Connected, at least one worker, and the agent on the cluster; else a RuntimeError within timeout."""
-        deadline = time.monotonic() + self.timeout
-        while self.client.status != "running":
-            if self.client.status in ("closing", "closed") or time.monotonic() > deadline:
-                raise self._lost(f"no connection to the scheduler for {self.timeout:g} s")
-            time.sleep(0.1)
-        try:
-            self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
-        except (TimeoutError, distributed.TimeoutError):
-            raise self._lost(
-                f"no worker joined within {self.timeout:g} s (start some with `dask worker {self.address}`)"
-            ) from None
-        except (OSError, CancelledError) as exc:
-            raise self._lost(f"{type(exc).__name__}: {exc}") from exc
+        self._wait_ready()
         try:
             scheduler_id = self.client.scheduler_info(n_workers=0)["id"]
             if self._plugin_on != scheduler_id:  # first time, or a new scheduler at the same address
@@ -295,27 +282,6 @@ class DaskEvaluator(Evaluator):
                 f"the Dask workers at {self.address} could not take the agent "
                 f"({type(exc).__name__}: {exc}); install wmlib on every worker"
             ) from exc
-
-    def _check_health(self) -> None:
-        """Raise if the scheduler, or every worker, has been gone for longer than timeout."""
-        now = time.monotonic()
-        if self.client.status in ("closing", "closed"):
-            raise self._lost("the client was closed")
-        if self.client.status != "running":
-            return  # reconnecting: futures are cancelled and _ensure_ready bounds the wait
-        if now - self._last_workers_check < 2.0:
-            return
-        self._last_workers_check = now
-        try:
-            n = self.client.scheduler_info(n_workers=0).get("n_workers", 1)
-        except Exception:  # the connection just broke; the next poll sees the client's status
-            return
-        if n:
-            self._no_workers_since = None
-        elif self._no_workers_since is None:
-            self._no_workers_since = now
-        elif now - self._no_workers_since > self.timeout:
-            raise self._lost(f"no worker for {self.timeout:g} s")
 
     # -- scoring ------------------------------------------------------------------------------------------------------
     def run_tasks(self, settings: EvalSettings, tasks) -> list[list[np.ndarray]]:

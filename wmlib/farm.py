@@ -158,7 +158,59 @@ def farm_kind(
     return kind or ("processes" if int(workers) > 1 else "inprocess")
 
 
-class Farm:
+class ClusterWatch:
+    """What a user of a Dask cluster checks while it waits (:class:`Farm`, :class:`wmlib.distributed.DaskEvaluator`):
+    ``client``, ``address`` and ``timeout`` are the user's; ``_lost(why)`` makes the user's error."""
+
+    client: Any
+    address: str
+    timeout: float
+    _no_workers_since: float | None = None
+    _last_workers_check: float = 0.0
+
+    def _lost(self, why: str) -> RuntimeError:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        """Connected, with at least one worker; else a RuntimeError (:meth:`_lost`) within ``timeout``."""
+        import distributed  # (Dask only where a cluster is used)
+
+        deadline = time.monotonic() + self.timeout
+        while self.client.status != "running":
+            if self.client.status in ("closing", "closed") or time.monotonic() > deadline:
+                raise self._lost(f"no connection to the scheduler for {self.timeout:g} s")
+            time.sleep(0.1)
+        try:
+            self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
+        except (TimeoutError, distributed.TimeoutError):
+            raise self._lost(
+                f"no worker joined within {self.timeout:g} s (start some with `dask worker {self.address}`)"
+            ) from None
+        except (OSError, distributed.CancelledError) as exc:
+            raise self._lost(one_line(exc)) from exc
+        self._no_workers_since = None
+
+    def _check_health(self) -> None:
+        """Raise if the client closed, or the cluster has had no worker for longer than ``timeout``."""
+        now = time.monotonic()
+        if self.client.status in ("closing", "closed"):
+            raise self._lost("the client was closed")
+        if self.client.status != "running" or now - self._last_workers_check < 2.0:
+            return  # reconnecting: the futures are cancelled, and the next attempt's _wait_ready bounds the wait
+        self._last_workers_check = now
+        try:
+            n = self.client.scheduler_info(n_workers=0).get("n_workers", 1)
+        except Exception:  # the connection just broke; the next poll sees the client's status
+            return
+        if n:
+            self._no_workers_since = None
+        elif self._no_workers_since is None:
+            self._no_workers_since = now
+        elif now - self._no_workers_since > self.timeout:
+            raise self._lost(f"no worker for {self.timeout:g} s")
+
+
+class Farm(ClusterWatch):
     """Where independent tasks run; see the module docstring. Close it (or use it in a ``with`` block) to stop its
     worker processes or the local cluster it started; a ``client`` given is left open."""
 
@@ -275,7 +327,7 @@ class Farm:
                 raise RuntimeError(f"cannot reach the Dask scheduler at {name}: {exc}") from exc
         self.client = client
         self.address = client.scheduler.address if client.scheduler is not None else self.address
-        self._ensure_ready()
+        self._wait_ready()
 
     @property
     def n_workers(self) -> int:
@@ -302,48 +354,10 @@ class Farm:
             "--scheduler), run the same command again to resume"
         )
 
-    def _ensure_ready(self) -> None:
-        """Connected, with at least one worker; else a RuntimeError within ``timeout``."""
-        import distributed  # (as above)
-
-        deadline = time.monotonic() + self.timeout
-        while self.client.status != "running":
-            if self.client.status in ("closing", "closed") or time.monotonic() > deadline:
-                raise self._lost(f"no connection to the scheduler for {self.timeout:g} s")
-            time.sleep(0.1)
-        try:
-            self.client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
-        except (TimeoutError, distributed.TimeoutError):
-            raise self._lost(
-                f"no worker joined within {self.timeout:g} s (start some with `dask worker {self.address}`)"
-            ) from None
-        except (OSError, distributed.CancelledError) as exc:
-            raise self._lost(one_line(exc)) from exc
-        self._no_workers_since = None
-
-    def _check_health(self) -> None:
-        """Raise if the client closed, or the cluster has had no worker for longer than ``timeout``."""
-        now = time.monotonic()
-        if self.client.status in ("closing", "closed"):
-            raise self._lost("the client was closed")
-        if self.client.status != "running" or now - self._last_workers_check < 2.0:
-            return  # reconnecting: the futures are cancelled, and the next attempt's _ensure_ready bounds the wait
-        self._last_workers_check = now
-        try:
-            n = self.client.scheduler_info(n_workers=0).get("n_workers", 1)
-        except Exception:  # the connection just broke; the next poll sees the client's status
-            return
-        if n:
-            self._no_workers_since = None
-        elif self._no_workers_since is None:
-            self._no_workers_since = now
-        elif now - self._no_workers_since > self.timeout:
-            raise self._lost(f"no worker for {self.timeout:g} s")
-
     def _run_dask(self, fn, tasks, names, prefix: str) -> Iterator[tuple[int, Any]]:
         todo = list(range(len(tasks)))
         for attempt in range(self.retries + 1):
-            self._ensure_ready()
+            self._wait_ready()
             futures = {
                 i: self.client.submit(_run_task, fn, tasks[i], names[i], key=f"{prefix}-{i}-{attempt}", pure=False)
                 for i in todo
