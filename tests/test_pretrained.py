@@ -169,8 +169,12 @@ def test_wm_test_pretrained_carracing_drives_real_tracks_better_than_random(tmp_
     out = wm("test", "--pretrained", "carracing", "--data_dir", d, "--rollouts", 2, "--max_steps", 300, "--quiet")
     assert "controller score over 2 episodes of CarRacing-v3" in out.stdout
     trained = json.loads((d / "test" / "scores.json").read_text())
-    wm("test", "--data_dir", d, "--rollouts", 2, "--max_steps", 300, "--policy", "random", "--quiet")
+    out = wm(
+        "test", "--data_dir", d, "--rollouts", 2, "--max_steps", 300, "--policy", "random", "--record", 1, "--quiet"
+    )
     random = json.loads((d / "test" / "random_scores.json").read_text())
+    (shown,) = random["recorded"]  # the typical episode: the lower of the two, for two
+    assert f"random_000.gif: test episode {shown['episode']}, score {shown['score']:.1f}" in out.stdout
     assert trained["episodes"] == 2 and all(n == 300 for n in trained["lengths"])  # no lap is done in 300 frames
     # 300 frames are about a third of a lap: the agent has visited tiles worth ~+3 each; random driving has not
     assert min(trained["scores"]) > 100 > max(random["scores"])

@@ -358,6 +358,9 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
             f"{policy} score over {result['episodes']} episodes of {cfg.game}: "
             f"{result['mean']:.1f} +- {result['std']:.1f}  ({rundir.path(data_dir, rundir.TEST)})"
         )
+        for r in result["recorded"]:  # typical episodes: the median score's first
+            gif = rundir.path(data_dir, rundir.TEST) / r["gif"]
+            print(f"  {gif}: test episode {r['episode']}, score {r['score']:.1f}")
         if args.command == "run":
             rnd = score_agent(cfg, data_dir, record=0, policy="random", progress=progress)
             print(f"random policy on the same episodes: {rnd['mean']:.1f} +- {rnd['std']:.1f}")
