@@ -3,8 +3,9 @@ the one function every evaluator calls wherever the work runs."""
 
 import numpy as np
 import pytest
+import torch
 
-from wmlib import episodes, jobs
+from wmlib import devices, episodes, jobs
 from wmlib.agent import Agent, EvalSettings, InProcessEvaluator, run_jobs, split_evenly
 from wmlib.config import make_config
 from wmlib.dream import dream_rollouts
@@ -90,6 +91,22 @@ def test_an_agent_rebuilt_from_its_state_scores_the_same(agent):
     with InProcessEvaluator(Agent.from_state(agent.state())) as ev:
         again = ev.evaluate(settings, jobs)
     assert [s.tolist() for s in again] == [s.tolist() for s in run_jobs(agent, settings, jobs)]
+
+
+def test_a_copy_of_the_agent_resolves_its_device_flag_on_its_own_machine(agent):
+    assert agent.device_flag == "cpu" and agent.state()["device"] == "cpu"  # the default: every worker on its CPU
+    try:
+        agent.on("AUTO")
+        assert agent.device_flag == "auto" and agent.state()["device"] == "auto"
+        copy = Agent.from_state(agent.state())
+        assert copy.device == devices.resolve("auto") and copy.device_flag == "auto"
+        assert agent.with_z_only(True).device_flag == "auto"
+    finally:
+        agent.on("cpu")
+    state = dict(agent.state(), device="cuda:7")  # a worker without that GPU
+    if torch.cuda.device_count() <= 7:
+        with pytest.raises(ValueError, match=r"^--device cuda:7: this machine has "):
+            Agent.from_state(state)
 
 
 def test_split_evenly_keeps_order_and_drops_empty_parts():

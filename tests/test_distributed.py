@@ -19,6 +19,7 @@ import torch
 from conftest import wm
 from distributed import Client, Security, get_task_stream
 
+from wmlib import devices
 from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, plan_tasks, run_jobs, task_jobs
 from wmlib.cluster import LOOPBACK, local_security
 from wmlib.distributed import DaskEvaluator, _release
@@ -196,8 +197,9 @@ def test_wm_controller_on_the_cluster_gives_the_in_process_fitness(cluster, run_
     shutil.copytree(d, here)
     args = ["--no-in_dream", "--generations", 1, "--quiet"]  # the real game: fitness must be identical
     wm("controller", "--data_dir", here, "--evaluator", "inprocess", *args)
-    out = wm("controller", "--data_dir", d, "--scheduler", cluster.address, *args)
+    out = wm("controller", "--data_dir", d, "--scheduler", cluster.address, "--device", "cpu", *args)
     assert f"dask: scheduler {cluster.address}, 2 workers" in out.stdout
+    assert out.stdout.count(" computes on cpu: ") == 2  # each worker names its device
     assert _rows(d) == _rows(here) and len(_rows(d)) == 2
     a = torch.load(d / "controller/controller.pt", weights_only=True)
     b = torch.load(here / "controller/controller.pt", weights_only=True)
@@ -235,6 +237,29 @@ def test_scores_match_run_jobs_in_the_real_game_and_the_dream(cluster, smoke_run
             with Client(cluster.address, timeout=30) as other:
                 assert sum(other.run(_release, ev._token).values()) >= 1  # the workers forget the agent ...
             assert _same(ev.evaluate(dream, jobs), run_jobs(agent, dream, jobs))  # ... and are sent it again
+    finally:
+        agent.close()
+
+
+def test_each_worker_resolves_the_device_itself_and_one_that_lacks_it_is_named(cluster, smoke_runs):
+    def worker_agents_devices():  # run on each worker
+        import wmlib.distributed
+
+        return sorted({str(a.device) for a in wmlib.distributed._AGENTS.values()})
+
+    agent = Agent.from_run(smoke_runs("DoomTakeCover")).on("auto")
+    assert agent.device_flag == "auto" and agent.state()["device"] == "auto"
+    here = devices.resolve("auto")  # these workers share this machine: they resolve 'auto' as it does
+    try:
+        dream = EvalSettings(mode="dream", max_len=30, temperature=1.15)
+        with DaskEvaluator(agent, scheduler=cluster.address) as ev:
+            assert len(ev.devices) == 2 and set(ev.devices.values()) == {devices.name(here)}
+            ev.evaluate(dream, _jobs(agent, 2, 2))
+            assert set(map(tuple, ev.client.run(worker_agents_devices).values())) == {(str(here),)}
+        if not torch.cuda.is_available():  # a worker without a GPU, told --device cuda: named, before any task
+            agent.device_flag = "cuda"
+            with pytest.raises(ValueError, match=r"^--device cuda: 2 of 2 Dask workers lack it \(tcp://127\.0\.0\.1:"):
+                DaskEvaluator(agent, scheduler=cluster.address)
     finally:
         agent.close()
 

@@ -42,8 +42,11 @@ class Agent:
         self.game, self.vision, self.memory = game, vision, memory
         self.device = torch.device("cpu")
         """Where V and M compute, in the real game and in the batched dream (``--device``;
-        :func:`wmlib.devices.resolve`); the games and the random numbers stay on the CPU. A copy of this agent
-        made elsewhere (:meth:`state`) computes on that machine's CPU."""
+        :func:`wmlib.devices.resolve`); the games and the random numbers stay on the CPU."""
+        self.device_flag = "cpu"
+        """The ``--device`` value :attr:`device` was resolved from. A copy of this agent made elsewhere
+        (:meth:`state`: an evaluator's worker process, a Dask worker) resolves it again on its own machine, so
+        ``auto`` puts each worker on its own GPU, or its CPU where it has none."""
         self.spec = ControllerSpec(game, memory.z_dim, memory.hidden_dim, z_only=bool(z_only))
         self.pool_mu, self.pool_logvar = pool_mu, pool_logvar
         self.memory_record: dict = {}
@@ -68,8 +71,9 @@ class Agent:
         return agent
 
     def on(self, device) -> Agent:
-        """This agent, computing on ``device`` (a ``--device`` value or a torch.device)."""
+        """This agent, computing on ``device`` (a ``--device`` value or a torch.device; None: the CPU)."""
         self.device = devices.resolve(device)
+        self.device_flag = "cpu" if device is None else str(device).strip().lower()
         return self
 
     def with_z_only(self, z_only: bool) -> Agent:
@@ -77,7 +81,7 @@ class Agent:
         if bool(z_only) == self.spec.z_only:
             return self
         other = Agent(self.game, self.vision, self.memory, self.pool_mu, self.pool_logvar, z_only=z_only)
-        other.memory_record, other.device = self.memory_record, self.device
+        other.memory_record, other.device, other.device_flag = self.memory_record, self.device, self.device_flag
         return other
 
     def state(self) -> dict:
@@ -92,19 +96,22 @@ class Agent:
             pool_mu=self.pool_mu,
             pool_logvar=self.pool_logvar,
             z_only=self.spec.z_only,
+            device=self.device_flag,
         )
 
     @classmethod
     def from_state(cls, state: dict) -> Agent:
-        """The agent that :meth:`state` describes (in eval mode, with no game environment open yet)."""
+        """The agent that :meth:`state` describes (in eval mode, with no game environment open yet), computing on
+        its ``--device`` as this machine resolves it (a device this machine lacks: a ValueError naming the flag)."""
         tensors = lambda arrays: {k: torch.tensor(np.asarray(v)) for k, v in arrays.items()}  # noqa: E731
         vision = Vision(int(state["vision_z_dim"]))
         vision.load_state_dict(tensors(state["vision"]))
         memory = Memory(**state["memory_arch"])
         memory.load_state_dict(tensors(state["memory"]))
-        return cls(
+        agent = cls(
             state["game"], vision.eval(), memory.eval(), state["pool_mu"], state["pool_logvar"], z_only=state["z_only"]
         )
+        return agent.on(state.get("device", "cpu"))
 
     # -- real game -------------------------------------------------------------------------------------------
     def envs(self, n: int, settings: EvalSettings):

@@ -14,9 +14,9 @@
     wm export     D pretrained/NAME                                     a finished run as a shareable agent
 
 Where the work runs: ``--device {auto,cpu,cuda,mps}`` (vision, memory, controller, test, run: V's and M's
-training, the encoding, the batched dream, the agent that wm test plays; default cpu), and ``--scheduler
-tcp://HOST:8786`` or ``--evaluator dask --workers K`` (rollouts, controller, test, run, compare, study, iterate:
-the episodes, played on a Dask cluster; the same bytes as here).
+training, the encoding, the batched dream, the agent that wm test plays, on every worker; default cpu), and
+``--scheduler tcp://HOST:8786`` or ``--evaluator dask --workers K`` (rollouts, controller, test, run, compare, study,
+iterate: the episodes, played on a Dask cluster; the same bytes as here).
 
 Settings start from the run directory's saved ``config.json`` or, for a new run directory or a different
 ``--preset``, from the preset (default ``small``; ``smoke`` when WM_SMOKE=1); then any flag given wins.
@@ -91,8 +91,9 @@ def device_option(g) -> None:
         "--device",
         default="cpu",
         metavar="DEVICE",
-        help=f"where V and M compute (training, encoding, the batched dream, wm test's agent): {devices.CHOICES} "
-        "(default cpu, where every published score was computed; auto: a GPU when there is one)",
+        help=f"where V and M compute (training, encoding, the batched dream, wm test's agent, and the agent of "
+        f"every evaluator's worker): {devices.CHOICES} (default cpu, where every published score was computed; "
+        "auto: a GPU when there is one, resolved by each worker on its own machine)",
     )
 
 
@@ -293,6 +294,13 @@ def device_of(args) -> torch.device:
     return devices.resolve(getattr(args, "device", None))
 
 
+def device_flag(args) -> str | None:
+    """``--device`` as given (None: the command has no such flag), checked on this machine: an evaluator's workers
+    resolve it again on theirs (``auto``: each its own GPU, or its CPU)."""
+    device_of(args)
+    return getattr(args, "device", None)
+
+
 def evaluator_of(cfg: Config, data_dir: Path, args, mode: str | None = None, agent=None):
     """The evaluator the command's flags name (:func:`wmlib.evaluators.choose`), V and M loaded once; a Dask
     cluster is announced with its scheduler, workers and dashboard."""
@@ -304,12 +312,14 @@ def evaluator_of(cfg: Config, data_dir: Path, args, mode: str | None = None, age
         mode=mode,
         scheduler=getattr(args, "scheduler", None),
         tls=getattr(args, "tls", None),
-        device=device_of(args),
+        device=device_flag(args),
     )
     if evaluator_kind(args) == "dask":
         link = evaluator.dashboard_link or "off (install bokeh for it)"
         n = evaluator.n_workers
         print(f"dask: scheduler {evaluator.address}, {n} worker{'s' * (n != 1)}, dashboard {link}", flush=True)
+        for address, name in evaluator.devices.items():
+            print(f"  worker {address} computes on {name}", flush=True)
     return evaluator
 
 
@@ -349,7 +359,7 @@ def run_stage(stage: str, cfg: Config, data_dir: Path, args) -> None:
                 policy=policy,
                 progress=progress,
                 evaluator=evaluator,
-                device=device_of(args),
+                device=device_flag(args),
             )
         finally:
             if evaluator is not None:

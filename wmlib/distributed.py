@@ -19,6 +19,10 @@ How the work is shipped:
   chunk of at most ``REAL_ENVS_PER_BATCH`` episodes of one candidate, the chunks the in-process evaluator plays in
   lockstep too. Dream: the generation's episodes are split into ``batches`` contiguous groups (default: the
   cluster's thread count when the evaluator starts), one batched dream per task.
+* V and M compute on the agent's ``--device`` as each worker resolves it on its own machine (:attr:`Agent.device_flag`):
+  ``cpu`` (the default) everywhere; ``auto``: a worker's GPU where it has one, so the dream batches a GPU worker is
+  given run there, else its CPU. A worker that lacks a device named outright (``cuda``) is named when the evaluator
+  starts (:meth:`DaskEvaluator.worker_devices`), or by the task it was given, if it joined later.
 * Each task runs torch on one thread. Task keys name the evaluation, the task and the attempt, so Dask never
   mistakes two evaluations for one.
 
@@ -29,7 +33,10 @@ an episode from its own counter-based key (:mod:`wmlib.seeding`), so:
   whichever worker runs which task and however often a task is retried;
 * a dream generation gives IDENTICAL values whenever its episodes are batched the same way (same ``batches``), and
   otherwise values that agree to float rounding (a batch of another size may round differently; in a rare episode
-  that can move the step at which the dream ends).
+  that can move the step at which the dream ends);
+* both hold on the CPU (``--device cpu``, the default). On a GPU, float arithmetic runs in another order, so values
+  agree with the CPU's to rounding only (:mod:`wmlib.devices`), and on a cluster whose workers differ (``auto``: some
+  with a GPU, some without) they depend on which worker plays what.
 
 Fault tolerance. A worker that dies mid-generation costs a retry: the scheduler runs its tasks again elsewhere, and
 tasks that still fail that way are submitted again (``retries`` times), as are the tasks of a scheduler that came
@@ -56,6 +63,7 @@ import uuid
 import numpy as np
 import torch
 
+from . import devices
 from .agent import Agent, EvalSettings, Evaluator, run_jobs
 from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
 from .farm import ClusterWatch
@@ -64,7 +72,7 @@ from .jobs import plan_tasks, task_jobs  # noqa: F401 (importable from here, as 
 try:
     import dask
     from dask.utils import parse_timedelta
-    from distributed import CancelledError, Client, KilledWorker, Security, WorkerPlugin
+    from distributed import CancelledError, Client, KilledWorker, Security, WorkerPlugin, get_worker
 except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency of the package
     raise ImportError("the Dask evaluator needs dask.distributed: pip install 'dask[distributed]'") from exc
 
@@ -114,10 +122,28 @@ def _worker_agent(token: str) -> Agent:
             old = [_AGENTS.pop(k) for k in stale]
         for a in old:
             a.close()
-        agent = Agent.from_state(state)
+        try:
+            agent = Agent.from_state(state)  # on the state's --device as this worker resolves it
+        except ValueError as exc:  # a device this worker lacks
+            raise ValueError(f"Dask worker {_worker_address()}: {exc}") from None
         with _AGENTS_LOCK:
             _AGENTS[key] = agent
     return agent
+
+
+def _worker_address() -> str:
+    try:
+        return get_worker().address
+    except ValueError:  # not on a worker (called in this process by a test)
+        return "(none)"
+
+
+def _device_here(flag: str) -> str:
+    """On a worker (``Client.run``): the device ``--device flag`` names on its machine, or why it has none."""
+    try:
+        return devices.name(flag)
+    except ValueError as exc:
+        return f"error: {exc}"
 
 
 _PROCESS_READY = False
@@ -230,6 +256,7 @@ class DaskEvaluator(Evaluator, ClusterWatch):
             self.client = client
             self.address = client.scheduler.address if client.scheduler is not None else self.address
             self._ensure_ready()
+            self.devices = self.worker_devices()
             self.batches = int(batches) if batches else max(1, sum(self.client.nthreads().values()))
         except BaseException:
             self.close()
@@ -252,6 +279,20 @@ class DaskEvaluator(Evaluator, ClusterWatch):
             return self.client.dashboard_link or ""
         except (KeyError, AttributeError):
             return ""
+
+    def worker_devices(self) -> dict[str, str]:
+        """Each worker's address and the device it computes on (the agent's ``--device``, resolved on the worker's
+        machine: ``auto`` is its GPU where it has one, else its CPU). A worker without the device named is a
+        ValueError naming the workers and the flag."""
+        flag = self.agent.device_flag
+        found = self.client.run(_device_here, flag)
+        lacking = sorted(address for address, name in found.items() if name.startswith("error: "))
+        if lacking:
+            raise ValueError(
+                f"--device {flag}: {len(lacking)} of {len(found)} Dask workers lack it ({', '.join(lacking)}); "
+                "use --device auto (each worker its own GPU, or its CPU) or --device cpu"
+            )
+        return dict(sorted(found.items()))
 
     @property
     def n_workers(self) -> int:

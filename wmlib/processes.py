@@ -1,7 +1,8 @@
 """Scoring on local worker processes: :class:`ProcessPoolEvaluator`.
 
 The command loads V and M once; each worker process rebuilds them from their weights (:meth:`Agent.state`, sent
-once, when the worker starts) and runs torch on one thread (two processes on two cores, no oversubscription). The
+once, when the worker starts), on the agent's ``--device`` (:attr:`Agent.device_flag`), and runs torch on one thread
+(two processes on two cores, no oversubscription). The
 jobs are cut into tasks as every evaluator cuts them (:func:`wmlib.jobs.plan_tasks`): real-game chunks of at most
 REAL_ENVS_PER_BATCH episodes of one candidate, or one batched dream per worker. A worker exits (with the games it
 started) as soon as the process that started it is gone, killed or not (:func:`wmlib.rollouts.exit_with_parent`).
