@@ -21,7 +21,8 @@ way through the modules; each imports only from the lines below its own (pyproje
     cli | notebook                      the `wm` command; the notebooks' helpers
     widgets                             the notebooks' widgets (explorer, players, the dream game)
     study | compare | average           experiments on a trained run; controllers side by side; averaged
-    play | iterate | pretrained         `wm test`; iterative training; shipped agents
+    play | iterate | pretrained         `wm test`; iterative training; shipped agents;
+    | worldmodels                       world models side by side (V's loss, M's NLL)
     card                                an exported agent's CARD.md
     evolution                           CMA-ES over C
     evaluators                          the evaluator factory

@@ -17,6 +17,9 @@ seeded, the two results can be pooled into one paired comparison as if it had be
 written to ``RUN/compare_first{first}.json``, beside the first look's file, which it leaves whole.
 
 Picking the agent to ship by its `wm test` score would make that score optimistic; pick it here and test it once.
+
+``--world_models`` compares world models instead: each named run's V loss and M's prediction of the next z on the
+same fresh random-policy episodes (:mod:`wmlib.worldmodels`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .evaluators import add_flags, choose, where
 from .io import atomic_write_text
 from .seeding import VALIDATE, episode_seed
 from .settings import add_setting
+from .worldmodels import compare_world_models, print_table
 
 RESULT = rundir.COMPARE
 
@@ -161,9 +165,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "controllers",
         nargs="+",
-        help="controller checkpoints (controller.pt, with --data_dir's V and M) or run directories (with their own)",
+        help="controller checkpoints (controller.pt, with --data_dir's V and M) or run directories (with their own; "
+        "with --world_models, run directories only)",
     )
-    p.add_argument("--episodes", type=int, default=400, help="real episodes, the same for every controller")
+    p.add_argument(
+        "--world_models",
+        action="store_true",
+        help="compare the runs' V and M instead: V's loss and M's NLL of the next z on the same fresh "
+        "random-policy episodes (default --episodes 20)",
+    )
+    p.add_argument(
+        "--episodes", type=int, help="real episodes, the same for every controller (default 400; --world_models: 20)"
+    )
     p.add_argument(
         "--first",
         type=int,
@@ -178,12 +191,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    """``wm compare``: score the controllers and print the table. Errors propagate to the command line, which names
-    them."""
+    """``wm compare``: score the controllers (or, with --world_models, the world models) and print the table. Errors
+    propagate to the command line, which names them."""
+    if args.world_models:
+        episodes = 20 if args.episodes is None else args.episodes
+        result = compare_world_models(args.data_dir, args.controllers, episodes, args.first, not args.quiet)
+        print_table(result, rundir.world_models_path(args.data_dir, args.first))
+        return 0
     result = compare(
         args.data_dir,
         args.controllers,
-        args.episodes,
+        400 if args.episodes is None else args.episodes,
         args.max_steps,
         args.workers,
         progress=not args.quiet,

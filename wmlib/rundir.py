@@ -25,6 +25,7 @@
 | ``z_only/``, ``z_only/ablation.json``    | study (``--z_only``)        | the "V model only" run and its result       |
 | ``fidelity.json``                        | study (``--fidelity``)      | controllers in the dream and the real game  |
 | ``compare.json``, ``compare_firstN.json`` | compare                    | controllers on the same fresh real episodes |
+| ``compare_world_models.json`` (``_firstN``) | compare (``--world_models``) | V and M on the same fresh episodes |
 | ``iteration.json``                       | iterate                     | a round of iterative training               |
 | ``rounds/round_K/``                      | iterate                     | each earlier round's controller and M       |
 | ``CARD.md``                              | pretrained (export)         | an exported agent's card                    |
@@ -72,6 +73,7 @@ Z_ONLY = Path("z_only")  # wm study --z_only: a run directory whose C reads z al
 ABLATION = Z_ONLY / "ablation.json"
 FIDELITY = "fidelity.json"  # wm study --fidelity: the same controllers in the dream and the real game
 COMPARE = "compare.json"  # wm compare
+WORLD_MODELS = "compare_world_models.json"  # wm compare --world_models
 ITERATION = "iteration.json"
 ROUNDS = Path("rounds")  # wm iterate: each earlier round's controller and M, rounds/round_K/
 ROUND_FILES = (CONTROLLER, MEMORY)  # what rounds/round_K/ keeps, laid out as in a run directory
@@ -124,6 +126,11 @@ def tau_dir(data_dir, temperature: float) -> Path:
 def compare_path(data_dir, first: int = 0) -> Path:
     """Where a comparison starting at fresh episode ``first`` is written (a second look beside the first)."""
     return Path(data_dir) / (COMPARE if first == 0 else f"compare_first{first}.json")
+
+
+def world_models_path(data_dir, first: int = 0) -> Path:
+    """Where ``wm compare --world_models`` starting at fresh episode ``first`` is written."""
+    return Path(data_dir) / (WORLD_MODELS if first == 0 else f"compare_world_models_first{first}.json")
 
 
 def round_dir(data_dir, k: int) -> Path:

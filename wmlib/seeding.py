@@ -22,6 +22,7 @@ TEST = 2  # `wm test`'s held-out episodes
 ROLLOUT = 3  # random-policy episodes for V and M
 ITERATE = 4  # iterative training: the controllers and episodes of a round
 VALIDATE = 5  # `wm compare`: fresh tracks for choosing between controllers, never the test's
+HELD_OUT_RANDOM = 6  # `wm compare --world_models`: fresh random-policy episodes no V or M trained on
 FIDELITY = 7  # the random controllers a dream-fidelity study plays (the fidelity table of docs/results-doom.md)
 
 # Streams of one episode's random numbers (:func:`uniform`, :func:`normal`), by what they draw. A normal stream s
