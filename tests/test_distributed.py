@@ -3,6 +3,7 @@
 The scheduler and workers are separate processes started with Dask's own command line, as on a real cluster.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from wmlib import devices
 from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, plan_tasks, run_jobs, task_jobs
 from wmlib.cluster import LOOPBACK, local_security
 from wmlib.distributed import DaskEvaluator, _release
+from wmlib.farm import KILL_ENV
 
 PY = sys.executable
 
@@ -30,9 +32,9 @@ PY = sys.executable
 class Cluster:
     """`dask scheduler` + `dask worker` subprocesses on loopback; each worker is one process with one thread."""
 
-    def __init__(self, tmp, workers: int = 2, tls: dict | None = None):
+    def __init__(self, tmp, workers: int = 2, tls: dict | None = None, env: dict | None = None):
         tmp.mkdir(parents=True, exist_ok=True)
-        self.tmp, self.file = tmp, tmp / "scheduler.json"
+        self.tmp, self.file, self.env = tmp, tmp / "scheduler.json", dict(env or {})
         self.procs = []
         # tls: certificate files {"ca": ..., "cert": ..., "key": ...}, used by every process of the cluster
         self.tls = (
@@ -76,7 +78,9 @@ class Cluster:
 
     def _spawn(self, name, cmd):
         log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, WM_SMOKE="1"))
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, WM_SMOKE="1", **self.env)
+        )
         log.close()
         self.procs.append(proc)
         return proc
@@ -137,9 +141,37 @@ def kill_tree(procs):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("dask"), workers=2)
+    """Two workers, armed (:func:`a_worker_dies`) to kill themselves at the start of a task of these names."""
+    tmp = tmp_path_factory.mktemp("dask")
+    marker = tmp / "a-worker-died"
+    marker.touch()  # disarmed
+    armed = "episode 1,score 0,controller perturbed 1"  # a rollout, an evaluator's first task, an iterate task
+    c = Cluster(tmp, workers=2, env={KILL_ENV: f"{armed}:{marker}"})
+    c.marker = marker
     yield c
     c.close()
+
+
+@contextlib.contextmanager
+def a_worker_dies(cluster):
+    """Within this block, the first worker to start an armed task (the ``cluster`` fixture's names) kills itself
+    there (SIGKILL, with the game it had started); its nanny starts a new worker, which this waits for."""
+    before = set(_workers(cluster))
+    cluster.marker.unlink()
+    try:
+        yield
+    finally:
+        died = cluster.marker.exists()
+        cluster.marker.touch(exist_ok=True)
+    assert died, "no worker started an armed task"
+    with Client(cluster.address, timeout=30) as c:
+        c.wait_for_workers(2, timeout=120)
+        assert set(c.scheduler_info()["workers"]) != before  # one of them is new
+
+
+def _workers(cluster):
+    with Client(cluster.address, timeout=30) as c:
+        return list(c.scheduler_info()["workers"])
 
 
 def _jobs(agent, n_jobs, seeds_per_job, seed=0):
@@ -412,57 +444,66 @@ def _without(record: dict, *keys) -> dict:
     return {k: v for k, v in record.items() if k not in keys}
 
 
-def test_wm_test_compare_and_study_on_the_cluster_give_this_process_s_numbers(cluster, run_copy, tmp_path):
+def test_wm_test_compare_and_study_on_the_cluster_give_this_process_s_numbers_though_a_worker_dies(
+    cluster, run_copy, tmp_path
+):
     d = run_copy("DoomTakeCover")
     here = tmp_path / "here"
     shutil.copytree(d, here)
     on = ["--scheduler", cluster.address]
     test = ["--rollouts", 4, "--max_steps", 120, "--quiet"]
     wm("test", "--data_dir", here, *test)
-    out = wm("test", "--data_dir", d, *test, *on)
+    with a_worker_dies(cluster):
+        out = wm("test", "--data_dir", d, *test, *on)
     assert f"dask: scheduler {cluster.address}, 2 workers" in out.stdout
     a, b = (json.loads((p / "test/scores.json").read_text()) for p in (d, here))
     assert _without(a, "controller") == _without(b, "controller") and a["episodes"] == 4
     compare = ["--episodes", 3, "--max_steps", 100, "--quiet"]
     wm("compare", "--data_dir", here, here / "controller/controller.pt", here, *compare)
-    wm("compare", "--data_dir", d, d / "controller/controller.pt", d, *compare, *on)
+    with a_worker_dies(cluster):
+        wm("compare", "--data_dir", d, d / "controller/controller.pt", d, *compare, *on)
     rows = [[r["scores"] for r in json.loads((p / "compare.json").read_text())["rows"]] for p in (d, here)]
     assert rows[0] == rows[1] and len(rows[0]) == 2 and len(rows[0][0]) == 3
     fidelity = ["--fidelity", "--candidates", 1, "--episodes", 2, "--temperatures", 1.0, "--quiet"]
     wm("study", "--data_dir", here, *fidelity)
-    wm("study", "--data_dir", d, *fidelity, *on)
+    with a_worker_dies(cluster):
+        wm("study", "--data_dir", d, *fidelity, *on)
     a, b = (json.loads((p / "fidelity.json").read_text()) for p in (d, here))
     assert a["rows"] == b["rows"] and len(a["rows"]) == 2
 
 
-def test_wm_rollouts_on_the_cluster_write_the_bytes_local_processes_write(cluster, tmp_path):
+def test_wm_rollouts_on_the_cluster_write_the_bytes_local_processes_write_though_a_worker_dies(cluster, tmp_path):
     made = {}
     for name, where in (("local", ["--workers", 2]), ("dask", ["--scheduler", cluster.address])):
         d = tmp_path / name
-        wm(
-            "rollouts",
-            "--game",
-            "DoomTakeCover",
-            "--preset",
-            "smoke",
-            "--num_rollouts",
-            3,
-            "--data_dir",
-            d,
-            "--quiet",
-            *where,
-        )
+        with a_worker_dies(cluster) if name == "dask" else contextlib.nullcontext():
+            wm(
+                "rollouts",
+                "--game",
+                "DoomTakeCover",
+                "--preset",
+                "smoke",
+                "--num_rollouts",
+                3,
+                "--data_dir",
+                d,
+                "--quiet",
+                *where,
+            )
         made[name] = {p.name: p.read_bytes() for p in sorted((d / "episodes").glob("ep_*.npz"))}
     assert made["local"] == made["dask"] and len(made["dask"]) == 3
 
 
-def test_wm_iterate_on_the_cluster_writes_the_episodes_this_process_writes(cluster, smoke_runs, tmp_path):
+def test_wm_iterate_on_the_cluster_writes_the_episodes_this_process_writes_though_a_worker_dies(
+    cluster, smoke_runs, tmp_path
+):
     src = smoke_runs("DoomTakeCover")
     made = {}
     for name, on in (("here", []), ("dask", ["--scheduler", cluster.address])):
         out = tmp_path / name
         args = ["--draws", 0, "--perturbed", 1, "--episodes", 2, "--more_rnn_steps", 1, "--quiet"]
-        wm("iterate", "--data_dir", src, "--out", out, *args, *on)
+        with a_worker_dies(cluster) if on else contextlib.nullcontext():
+            wm("iterate", "--data_dir", src, "--out", out, *args, *on)
         record = json.loads((out / "iteration.json").read_text())
         new = [p for p in sorted((out / "episodes").glob("ep_*.npz")) if not (src / "episodes" / p.name).exists()]
         made[name] = ({p.name: p.read_bytes() for p in new}, record["controllers"])

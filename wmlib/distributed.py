@@ -66,7 +66,7 @@ import torch
 from . import devices
 from .agent import Agent, EvalSettings, Evaluator, run_jobs
 from .cluster import LOOPBACK, has_bokeh, local_cluster, local_security
-from .farm import ClusterWatch
+from .farm import ClusterWatch, kill_point
 from .jobs import plan_tasks, task_jobs  # noqa: F401 (importable from here, as before)
 
 try:
@@ -170,9 +170,11 @@ def _prepare_process() -> None:
     _PROCESS_READY = True
 
 
-def _score(token: str, settings: EvalSettings, jobs) -> list[np.ndarray]:
-    """A Dask task: score ``jobs`` with the worker's cached agent."""
+def _score(token: str, settings: EvalSettings, jobs, name: str = "") -> list[np.ndarray]:
+    """A Dask task (``name``: 'score I', the I-th of its evaluation): score ``jobs`` with the worker's cached
+    agent."""
     _prepare_process()
+    kill_point(name)
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     key = (token, threading.get_ident())
@@ -339,6 +341,7 @@ class DaskEvaluator(Evaluator, ClusterWatch):
                     self._token,
                     settings,
                     tasks[i],
+                    f"score {i}",
                     key=f"wm-score-{self._token}-{self._calls}-{i}-{attempt}",
                     retries=self.retries,
                 )

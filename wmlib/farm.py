@@ -49,7 +49,7 @@ from .io import one_line
 logger = logging.getLogger(__name__)
 
 KINDS = ("inprocess", "processes", "dask")
-KILL_ENV = "WM_KILL_TASK"  # "NAME:MARKER": a worker starting task NAME kills itself once (tests of worker deaths)
+KILL_ENV = "WM_KILL_TASK"  # "NAME[,NAME]:MARKER": a worker starting task NAME kills itself once (tests of deaths)
 
 
 class TaskFailed(RuntimeError):
@@ -123,15 +123,16 @@ def _run_task(fn: Callable, args: tuple, name: str):
     """How a worker (a local process or a Dask worker) runs a task: on one torch thread."""
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)  # one thread per task: a worker's threads and its neighbours' do not compete
-    _kill_point(name)
+    kill_point(name)
     return fn(*args)
 
 
-def _kill_point(name: str) -> None:
-    """Kill this worker process if ``WM_KILL_TASK`` names this task and its marker file does not exist yet (the
-    file is made first, so the task's next attempt runs): tests of dead workers only."""
+def kill_point(name: str) -> None:
+    """Kill this worker process if ``WM_KILL_TASK`` (``NAME[,NAME...]:MARKER``) names this task and its marker file
+    does not exist yet (the file is made first, so the task's next attempt runs, and one worker dies per marker):
+    tests of dead workers only."""
     spec = os.environ.get(KILL_ENV)
-    if not spec or spec.split(":", 1)[0] != name:
+    if not spec or name not in spec.split(":", 1)[0].split(","):
         return
     try:
         os.close(os.open(spec.split(":", 1)[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
