@@ -73,6 +73,22 @@ def test_learning_curve_and_log_plots_are_saved_as_png(tmp_path):
     assert (tmp_path / "log.png").stat().st_size > 0
 
 
+def test_learning_curves_of_several_runs_share_one_plot_a_colour_each(tmp_path):
+    logs = {}
+    for name in ("first", "second"):
+        logs[name] = tmp_path / f"{name}.csv"
+        controller_log(logs[name])
+    fig = plots.plot_learning_curves(logs, tmp_path / "curves.png")
+    ax = fig.axes[0]
+    means = [line for line in ax.get_lines() if line.get_label().endswith("population mean")]
+    assert [line.get_label() for line in means] == ["first: population mean", "second: population mean"]
+    evaluated = {c.get_label(): c for c in ax.containers}
+    assert set(evaluated) == {"first: CMA-ES mean, evaluated", "second: CMA-ES mean, evaluated"}
+    assert evaluated["second: CMA-ES mean, evaluated"].lines[0].get_xdata().tolist() == [2.0, 4.0]
+    assert means[0].get_color() != means[1].get_color()
+    assert Image.open(tmp_path / "curves.png").format == "PNG"
+
+
 def test_frame_figures():
     f = frames(3, 64, 64)
     fig = plots.plot_frames({"a": f, "b": f[:2]}, titles=["x", "y", "z"])

@@ -62,6 +62,36 @@ def plot_learning_curve(csv_path, png_path=None) -> Figure:
     return fig
 
 
+def plot_learning_curves(runs: dict, png_path=None, title: str = "Learning curves side by side") -> Figure:
+    """Several searches on one plot: ``runs`` maps a label to a controller log (``controller/log.csv``); each run's
+    population mean per generation (a line) and its evaluated CMA-ES means (points with their std), in one colour."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for i, (label, csv_path) in enumerate(runs.items()):
+        d = read_csv(csv_path)
+        colour = f"C{i}"
+        ax.plot(d["generation"], d["fitness_mean"], color=colour, alpha=0.6, label=f"{label}: population mean")
+        ev = ~np.isnan(d["eval_mean"])
+        if ev.any():
+            ax.errorbar(
+                d["generation"][ev],
+                d["eval_mean"][ev],
+                yerr=d["eval_std"][ev],
+                fmt="o-",
+                color=colour,
+                capsize=3,
+                label=f"{label}: CMA-ES mean, evaluated",
+            )
+    ax.set_xlabel("generation")
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if png_path is not None:
+        save_figure(fig, png_path)
+    return fig
+
+
 def upscale(frame: np.ndarray, factor: int = 4) -> np.ndarray:
     """Nearest-neighbour upscaling of an (H, W, 3) uint8 frame, for looking at 64x64 images."""
     return frame.repeat(factor, 0).repeat(factor, 1)
