@@ -73,3 +73,12 @@ def notebook_with_solutions(path):
     from build_course import solved  # only the notebook tests need it (and nbformat)
 
     return solved(Path(path))
+
+
+def assert_notebook_06_left(runs: Path, shipped_agent: bool) -> None:
+    """What notebook 06 leaves in its runs folder, with the shipped agent or with one it trained."""
+    assert (runs / "CarRacing-v3-pretrained").exists() == shipped_agent
+    assert (runs / "CarRacing-v3-smoke").exists() != shipped_agent  # with the shipped agent, V and M are not trained
+    assert (runs / "CarRacing-v3-own-smoke" / "controller" / "controller.pt").exists()  # evolved in the notebook
+    lap = runs / ("CarRacing-v3-pretrained" if shipped_agent else "CarRacing-v3-smoke") / "notebook" / "lap.gif"
+    assert lap.stat().st_size > 0

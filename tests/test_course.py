@@ -22,10 +22,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, notebook_with_solutions
+from conftest import REPO, assert_notebook_06_left, notebook_with_solutions
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from wmlib import pretrained
 from wmlib.notebook import NOT_ATTEMPTED
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -114,6 +115,8 @@ def test_notebook_runs_with_its_solutions_and_its_checks_tell_right_from_wrong(
             if index in checks:  # right after the check passed on the solution, in the state it checks
                 name = checks[index]
                 _assert_check_tells_right_from_wrong(client, path.stem, name, stubs[name], cell, index)
+    if path.stem == "06_controller" and "carracing" in pretrained.available():  # the shipped agent's path
+        assert_notebook_06_left(tmp_path / "runs", shipped_agent=True)  # (the other: tests/test_pretrained.py)
     executed_dir(tmp_path_factory).mkdir(exist_ok=True)
     nbformat.write(nb, executed_dir(tmp_path_factory) / path.name)
 

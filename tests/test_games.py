@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,49 @@ def test_the_engine_starts_in_the_folder_it_is_given_and_the_caller_stays_where_
     with pytest.raises(ZeroDivisionError):  # what the start raises, the caller gets
         start_in(str(tmp_path), lambda: 1 / 0)
     assert os.getcwd() == before
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the engine's watcher needs /proc")
+def test_a_player_killed_without_closing_its_game_takes_its_engine_and_its_folder_with_it():
+    """ViZDoom's engine does not notice that the process playing it died: its watcher kills it."""
+    code = (
+        "import sys, time\nfrom wmlib.games import make_env\nfrom wmlib.games.doom import engine_pid\n"
+        "env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\n"
+        "print(engine_pid(env.engine_folder), env.engine_folder, flush=True)\ntime.sleep(600)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    player = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        pid, folder = player.stdout.readline().split()
+        engine = int(pid)
+        assert _alive(engine) and os.path.isdir(folder)
+    finally:
+        player.kill()  # SIGKILL: no close, no atexit
+        player.wait()
+    deadline = time.monotonic() + 10
+    while (_alive(engine) or os.path.exists(folder)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(engine), "the engine outlived the process that played it"
+    assert not os.path.exists(folder)
+
+
+def test_closing_a_game_ends_its_watcher_and_leaves_nothing():
+    env = make_env("DoomTakeCover", max_steps=3)
+    env.reset(seed=0)
+    folder, watch = env.engine_folder, env._watch
+    assert (watch is not None) == sys.platform.startswith("linux")
+    env.reset(seed=1)  # the same engine plays on
+    assert env._watch is watch
+    env.close()
+    assert not os.path.exists(folder)
+    if watch is not None:
+        assert watch._proc.returncode == 0  # told "closed": it touched nothing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_perturbed_controllers_are_near_the_trained_one(run_copy):
     assert not np.array_equal(ctrls[1][1], iterate.iteration_controllers(cfg, params, 2, 0, 2, 0.01)[1][1])
 
 
-def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path):
+def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, smoke_runs, tmp_path):
     src = run_copy("DoomTakeCover")
     out = tmp_path / "r1"
     proc = wm(
@@ -188,8 +189,7 @@ def test_wm_iterate_then_run_resumes_and_refuses_bad_targets(run_copy, tmp_path)
 
     proc = wm("iterate", "--data_dir", src, "--out", src, "--quiet", check=False)
     assert proc.returncode == 2 and "must be a new run directory" in proc.stderr
-    other = tmp_path / "other"
-    wm("run", "--game", "DoomTakeCover", "--preset", "smoke", "--data_dir", other, "--generations", 1, "--quiet")
+    other = shutil.copytree(smoke_runs("DoomTakeCover"), tmp_path / "other")  # a run that is not out's source
     proc = wm("iterate", "--data_dir", other, "--out", out, "--quiet", check=False)
     assert proc.returncode == 2 and "iteration.json" in proc.stderr and str(src) in proc.stderr
     (tmp_path / "plain").mkdir()

@@ -8,12 +8,19 @@ left or right; the reward is +1 for every tic survived. As in the paper an episo
 ViZDoom's engine writes its own files where it starts: its settings (``_vizdoom.ini``) and a folder
 ``_vizdoom/``. Each environment gives its engine a private temporary folder for them (removed by ``close``), so the
 game runs from any working directory, a read-only one included, and leaves nothing in it.
+
+The engine is a process of its own, which does not notice when the process that plays it dies without closing it
+(``kill -9``, a worker killed by its pool): it would wait, idle, for ever. So on Linux each engine gets a watcher, a
+small shell process reading a pipe whose writing end only the playing process holds. ``close`` tells it the game
+was closed; a playing process that died closes the pipe without a word, and the watcher then kills the engine and
+removes its folder.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -86,6 +93,68 @@ def _start_in_own_thread(folder: str, init) -> bool:
     return outcome[0]
 
 
+# The watcher: reads one line; unless it is "closed", the player died: kill its engine (pid $1, if that pid is still
+# the engine started in folder $2) and remove the folder.
+_WATCH = (
+    'read -r word; [ "$word" = closed ] && exit 0; '
+    'grep -qsF -- "$2/" "/proc/$1/cmdline" && kill -9 "$1"; sleep 0.2; rm -rf -- "$2"'
+)
+
+
+def engine_pid(folder: str) -> int | None:
+    """The pid of this process's ViZDoom engine started in ``folder`` (its command line names the settings file
+    there), or None where there is none or no /proc to ask."""
+    me, needle = str(os.getpid()), os.path.join(folder, "").encode()
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = f.read().rsplit(b")", 1)[1].split()[1]  # after the command name, which may hold spaces
+            if ppid.decode() != me:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    return int(entry)
+        except (OSError, IndexError):
+            continue
+    return None
+
+
+class EngineWatch:
+    """Kills the engine ``pid`` (and removes ``folder``) if this process dies before :meth:`closed` is called."""
+
+    def __init__(self, pid: int, folder: str):
+        read_end, self._write_end = os.pipe()  # both not inherited by the programs this process starts
+        try:
+            self._proc = subprocess.Popen(
+                ["sh", "-c", _WATCH, "wm-vizdoom-watch", str(pid), folder],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C meant for the player does not reach the watcher
+            )
+        except BaseException:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+
+    def closed(self) -> None:
+        """The game was closed: the watcher ends without touching anything."""
+        try:
+            os.write(self._write_end, b"closed\n")
+        except OSError:  # the watcher is gone already
+            pass
+        os.close(self._write_end)
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a shell that cannot read one line
+            self._proc.kill()
+
+
 class DoomTakeCoverWM(gym.Env):
     """Take Cover with 64x64 observations and the paper's one-number action.
 
@@ -103,6 +172,7 @@ class DoomTakeCoverWM(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._game = None
         self._files = None  # the engine's own files: a temporary folder while the game runs
+        self._watch = None  # the engine's watcher (EngineWatch) while the game runs, on Linux
         self._screen = np.zeros((120, 160, 3), np.uint8)
         self._t = 0
 
@@ -124,6 +194,9 @@ class DoomTakeCoverWM(gym.Env):
             self._files = None
             raise
         self._game = game
+        pid = engine_pid(self._files.name)
+        if pid is not None:
+            self._watch = EngineWatch(pid, self._files.name)
 
     @property
     def engine_folder(self) -> str | None:
@@ -167,6 +240,9 @@ class DoomTakeCoverWM(gym.Env):
         if self._game is not None:
             self._game.close()
             self._game = None
+        if self._watch is not None:
+            self._watch.closed()
+            self._watch = None
         if self._files is not None:
             self._files.cleanup()
             self._files = None
