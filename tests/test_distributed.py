@@ -25,6 +25,7 @@ from wmlib.agent import REAL_ENVS_PER_BATCH, Agent, EvalSettings, plan_tasks, ru
 from wmlib.cluster import LOOPBACK, local_security
 from wmlib.distributed import DaskEvaluator, _release
 from wmlib.farm import KILL_ENV
+from wmlib.games import ENGINE_WATCHER
 
 PY = sys.executable
 
@@ -131,12 +132,22 @@ class Cluster:
 
 
 def kill_tree(procs):
+    """SIGKILL ``procs``, sparing ViZDoom engines' watchers, which then kill their engines (if still alive) and
+    remove their folders."""
+    procs = [p for p in procs if not _is_engine_watcher(p)]
     for p in procs:
         try:
             p.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=10)
+
+
+def _is_engine_watcher(p) -> bool:
+    try:
+        return ENGINE_WATCHER in p.cmdline()
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture(scope="module")

@@ -149,27 +149,41 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the engine's watcher needs /proc")
-def test_a_player_killed_without_closing_its_game_takes_its_engine_and_its_folder_with_it():
-    """ViZDoom's engine does not notice that the process playing it died: its watcher kills it."""
+@pytest.mark.parametrize("death", ["kill -9", "orphaned worker", "kill -9, the engine not yet named"])
+def test_a_player_that_dies_without_closing_its_game_takes_its_engine_and_its_folder_with_it(death):
+    """ViZDoom's engine does not notice that the process playing it died: its watcher kills it and removes its
+    folder, whether the player was killed (SIGKILL: no close, no atexit), was a worker that lost its parent
+    (farm.exit_orphaned, which kills its children but spares the watcher), or died before it told the watcher
+    which process the engine is (the watcher then finds it by its folder)."""
     code = (
-        "import sys, time\nfrom wmlib.games import make_env\nfrom wmlib.games.doom import engine_pid\n"
+        "import sys, time\nfrom wmlib.games import make_env\nfrom wmlib.games import doom\n"
+        "from wmlib.farm import exit_orphaned\nfind = doom.engine_pid\n"
+        f"if {death.endswith('named')}:\n    doom.engine_pid = lambda folder: None\n"
         "env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\n"
-        "print(engine_pid(env.engine_folder), env.engine_folder, flush=True)\ntime.sleep(600)\n"
+        "print(find(env.engine_folder), env.engine_folder, flush=True)\nsys.stdin.readline()\nexit_orphaned()\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    player = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    player = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         pid, folder = player.stdout.readline().split()
         engine = int(pid)
         assert _alive(engine) and os.path.isdir(folder)
+        if death.startswith("kill -9"):
+            player.kill()
+        else:
+            player.stdin.write("go\n")
+            player.stdin.flush()
+        assert player.wait(timeout=30) != 0
     finally:
-        player.kill()  # SIGKILL: no close, no atexit
+        player.kill()
         player.wait()
     deadline = time.monotonic() + 10
     while (_alive(engine) or os.path.exists(folder)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(engine), "the engine outlived the process that played it"
-    assert not os.path.exists(folder)
+    assert not os.path.exists(folder), "the engine's folder outlived the process that played it"
 
 
 def test_closing_a_game_ends_its_watcher_and_leaves_nothing():

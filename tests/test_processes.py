@@ -134,11 +134,22 @@ def test_killing_wm_controller_kills_its_worker_processes_and_their_games(run_co
     try:
         parent = psutil.Process(proc.pid)
 
-        def pool():  # the two workers and the games they play
-            workers = [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
-            return workers + [g for w in workers for g in w.children()]
+        def command(p) -> str:
+            try:
+                return " ".join(p.cmdline())
+            except psutil.Error:  # gone meanwhile
+                return ""
 
-        wait_for(lambda: proc.poll() is not None or len(pool()) >= 4)  # both workers are playing
+        def workers():
+            return [p for p in parent.children() if "spawn_main" in command(p)]
+
+        def pool():  # the two workers and what they started: the games they play (and the games' watchers)
+            return workers() + [g for w in workers() for g in w.children()]
+
+        def playing(w) -> bool:
+            return any("vizdoom/vizdoom" in command(g) for g in w.children())
+
+        wait_for(lambda: proc.poll() is not None or (len(workers()) == 2 and all(map(playing, workers()))))
         assert proc.poll() is None, "wm controller ended before it could be killed"
         victims = pool()
         os.kill(proc.pid, signal.SIGKILL)

@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 
+from .games import ENGINE_WATCHER
 from .io import one_line
 
 logger = logging.getLogger(__name__)
@@ -85,13 +86,24 @@ def _watch_parent(parent: int, poll: float) -> None:
 
 
 def exit_orphaned() -> None:
-    """Kill this process's children, then exit at once (no cleanup: the run directory is no longer ours)."""
+    """Kill this process's children, then exit at once (no cleanup: the run directory is no longer ours). A ViZDoom
+    engine's watcher is spared: once this process is gone it removes the engine's folder."""
     for pid in _child_pids():
+        if _is_engine_watcher(pid):
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:  # already gone
             pass
     os._exit(1)
+
+
+def _is_engine_watcher(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"\0{ENGINE_WATCHER}\0".encode() in f.read()
+    except OSError:
+        return False
 
 
 def _child_pids() -> list[int]:

@@ -18,6 +18,9 @@ CARRACING_RENDERERS = ("gymnasium", "exact", "fast")  # who draws CarRacing's ob
 # Frames at the start of an episode when the player cannot yet do anything useful: CarRacing's camera zooms in for
 # its first second (50 frames at 50 FPS; gymnasium's car_racing.py), while each frame costs -0.1 reward.
 OPENING_FRAMES = {"CarRacing-v3": 50, "DoomTakeCover": 0}
+# The name a ViZDoom engine's watcher process goes by (see games.doom): a process that kills its children before it
+# exits (farm.exit_orphaned) spares it, so that it can remove the engine's folder once the process is gone.
+ENGINE_WATCHER = "wm-vizdoom-watch"
 
 
 def check_game(game: str) -> str:

@@ -29,6 +29,8 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
+from . import ENGINE_WATCHER
+
 try:
     import vizdoom as vzd
 except ImportError as exc:  # pragma: no cover - exercised only where ViZDoom is absent
@@ -93,12 +95,19 @@ def _start_in_own_thread(folder: str, init) -> bool:
     return outcome[0]
 
 
-# The watcher: reads one line; unless it is "closed", the player died: kill its engine (pid $1, if that pid is still
-# the engine started in folder $2) and remove the folder.
-_WATCH = (
-    'read -r word; [ "$word" = closed ] && exit 0; '
-    'grep -qsF -- "$2/" "/proc/$1/cmdline" && kill -9 "$1"; sleep 0.2; rm -rf -- "$2"'
-)
+# The watcher of the engine started in folder $1: reads the engine's pid (a line; empty where it is not known), then
+# a second line. "closed": the player closed the game, nothing to do. Anything else (the pipe closed without a word:
+# the player died): kill the engine (the pid read, if it is still that engine; where the player died before it could
+# say, the process whose command line names the folder's settings file) and remove the folder.
+_WATCH = """read -r pid; read -r word; [ "$word" = closed ] && exit 0
+if [ -z "$pid" ]; then
+  for f in /proc/[0-9]*/cmdline; do
+    case "$(tr '\\0' ' ' < "$f" 2>/dev/null)" in *" $1/_vizdoom.ini "*) pid=${f#/proc/}; pid=${pid%/cmdline};; esac
+  done
+fi
+[ -n "$pid" ] && grep -qsF -- "$1/" "/proc/$pid/cmdline" && kill -9 "$pid"
+sleep 0.2; rm -rf -- "$1"
+"""
 
 
 def engine_pid(folder: str) -> int | None:
@@ -124,13 +133,15 @@ def engine_pid(folder: str) -> int | None:
 
 
 class EngineWatch:
-    """Kills the engine ``pid`` (and removes ``folder``) if this process dies before :meth:`closed` is called."""
+    """Kills the engine started in ``folder`` (and removes the folder) if this process dies before :meth:`closed`
+    is called. Started before the engine, so that no moment of the engine's life goes unwatched; :meth:`engine`
+    then names it."""
 
-    def __init__(self, pid: int, folder: str):
+    def __init__(self, folder: str):
         read_end, self._write_end = os.pipe()  # both not inherited by the programs this process starts
         try:
             self._proc = subprocess.Popen(
-                ["sh", "-c", _WATCH, "wm-vizdoom-watch", str(pid), folder],
+                ["sh", "-c", _WATCH, ENGINE_WATCHER, folder],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -142,16 +153,23 @@ class EngineWatch:
         finally:
             os.close(read_end)
 
-    def closed(self) -> None:
-        """The game was closed: the watcher ends without touching anything."""
+    def _say(self, line: str) -> None:
         try:
-            os.write(self._write_end, b"closed\n")
+            os.write(self._write_end, line.encode() + b"\n")
         except OSError:  # the watcher is gone already
             pass
+
+    def engine(self, pid: int | None) -> None:
+        """The engine's pid (None: not found; the watcher then looks for it by its folder)."""
+        self._say("" if pid is None else str(pid))
+
+    def closed(self) -> None:
+        """The game was closed (or never started): the watcher ends without touching anything."""
+        self._say("closed")
         os.close(self._write_end)
         try:
             self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a shell that cannot read one line
+        except subprocess.TimeoutExpired:  # pragma: no cover - a shell that cannot read two lines
             self._proc.kill()
 
 
@@ -187,16 +205,19 @@ class DoomTakeCoverWM(gym.Env):
         game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
         game.set_mode(vzd.Mode.PLAYER)
         game.set_episode_timeout(0)  # we truncate at max_steps ourselves
+        watch = EngineWatch(self._files.name) if sys.platform.startswith("linux") else None
         try:
             start_in(self._files.name, game.init)
         except BaseException:
+            if watch is not None:
+                watch.engine(None)
+                watch.closed()
             self._files.cleanup()
             self._files = None
             raise
-        self._game = game
-        pid = engine_pid(self._files.name)
-        if pid is not None:
-            self._watch = EngineWatch(pid, self._files.name)
+        self._game, self._watch = game, watch
+        if watch is not None:
+            watch.engine(engine_pid(self._files.name))
 
     @property
     def engine_folder(self) -> str | None:
