@@ -197,3 +197,27 @@ def test_closing_a_game_ends_its_watcher_and_leaves_nothing():
     assert not os.path.exists(folder)
     if watch is not None:
         assert watch._proc.returncode == 0  # told "closed": it touched nothing
+
+
+@pytest.mark.parametrize("kept_in", ["a global", "builtins"])
+def test_a_process_that_exits_with_its_game_open_closes_the_engine_before_removing_its_folder(kept_in):
+    """A process may end with a game still open (a Dask worker does, when its cluster closes): at the interpreter's
+    exit the engine is closed first, and saves its settings, and then its folder goes. (The folder used to go
+    first, and each engine complained that it could not save its settings.)"""
+    keep = "env" if kept_in == "a global" else "import builtins\nbuiltins.kept"
+    code = (
+        "from wmlib.games import make_env\nfrom wmlib.games import doom\n"
+        f"{keep} = env = make_env('DoomTakeCover', max_steps=3)\nenv.reset(seed=0)\nenv.step([1.0])\n"
+        "print(doom.engine_pid(env.engine_folder), env.engine_folder, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pid, folder = done.stdout.splitlines()[0].split()
+    said = done.stdout + done.stderr  # the engine writes to the player's stdout
+    assert "could not be saved" not in said, said
+    assert not os.path.exists(folder)
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(pid)), "the engine outlived the process that played it"

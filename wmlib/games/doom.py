@@ -6,8 +6,10 @@ left or right; the reward is +1 for every tic survived. As in the paper an episo
 160x120 RGB screen is resized to 64x64.
 
 ViZDoom's engine writes its own files where it starts: its settings (``_vizdoom.ini``) and a folder
-``_vizdoom/``. Each environment gives its engine a private temporary folder for them (removed by ``close``), so the
-game runs from any working directory, a read-only one included, and leaves nothing in it.
+``_vizdoom/``. Each environment gives its engine a private temporary folder for them, so the game runs from any
+working directory, a read-only one included, and leaves nothing in it. ``close`` (or, for a game left open, the
+garbage collector or the interpreter's exit) quits the engine first, which saves its settings there, and then
+removes the folder.
 
 The engine is a process of its own, which does not notice when the process that plays it dies without closing it
 (``kill -9``, a worker killed by its pool): it would wait, idle, for ever. So on Linux each engine gets a watcher, a
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 
 import gymnasium as gym
 import numpy as np
@@ -173,6 +177,18 @@ class EngineWatch:
             self._proc.kill()
 
 
+def _shut_down(game, watch: EngineWatch | None, folder: str) -> None:
+    """Closes a game: the engine first (it saves its settings in its folder as it quits), then the watcher (told
+    that the game was closed), then the folder."""
+    try:
+        if game is not None:
+            game.close()
+    finally:
+        if watch is not None:
+            watch.closed()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class DoomTakeCoverWM(gym.Env):
     """Take Cover with 64x64 observations and the paper's one-number action.
 
@@ -190,39 +206,41 @@ class DoomTakeCoverWM(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._game = None
         self._files = None  # the engine's own files: a temporary folder while the game runs
+        self._shutdown = None  # closes the game, its watcher and its folder, in that order (weakref.finalize)
         self._watch = None  # the engine's watcher (EngineWatch) while the game runs, on Linux
         self._screen = np.zeros((120, 160, 3), np.uint8)
         self._t = 0
 
     def _start(self):
-        self._files = tempfile.TemporaryDirectory(prefix="wm-vizdoom-", ignore_cleanup_errors=True)
+        folder = tempfile.mkdtemp(prefix="wm-vizdoom-")
         game = vzd.DoomGame()
         game.load_config(os.path.join(vzd.scenarios_path, "take_cover.cfg"))
-        game.set_doom_config_path(os.path.join(self._files.name, "_vizdoom.ini"))
+        game.set_doom_config_path(os.path.join(folder, "_vizdoom.ini"))
         game.set_window_visible(False)
         game.set_sound_enabled(False)
         game.set_screen_format(vzd.ScreenFormat.RGB24)
         game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
         game.set_mode(vzd.Mode.PLAYER)
         game.set_episode_timeout(0)  # we truncate at max_steps ourselves
-        watch = EngineWatch(self._files.name) if sys.platform.startswith("linux") else None
+        watch = EngineWatch(folder) if sys.platform.startswith("linux") else None
         try:
-            start_in(self._files.name, game.init)
+            start_in(folder, game.init)
         except BaseException:
             if watch is not None:
                 watch.engine(None)
-                watch.closed()
-            self._files.cleanup()
-            self._files = None
+            _shut_down(None, watch, folder)
             raise
-        self._game, self._watch = game, watch
+        self._game, self._watch, self._files = game, watch, folder
+        # close(), the garbage collector or the interpreter's exit (a Dask worker's, say) shuts the game down, once
+        # and in order: one finalizer, so that the folder never goes before the engine has saved its settings there
+        self._shutdown = weakref.finalize(self, _shut_down, game, watch, folder)
         if watch is not None:
-            watch.engine(engine_pid(self._files.name))
+            watch.engine(engine_pid(folder))
 
     @property
     def engine_folder(self) -> str | None:
         """The temporary folder where the running engine keeps its own files (None while it is not running)."""
-        return self._files.name if self._files is not None else None
+        return self._files
 
     def _observe(self) -> np.ndarray:
         state = self._game.get_state()
@@ -258,12 +276,6 @@ class DoomTakeCoverWM(gym.Env):
         return self._screen.copy()
 
     def close(self):
-        if self._game is not None:
-            self._game.close()
-            self._game = None
-        if self._watch is not None:
-            self._watch.closed()
-            self._watch = None
-        if self._files is not None:
-            self._files.cleanup()
-            self._files = None
+        if self._shutdown is not None:
+            self._shutdown()
+        self._game = self._watch = self._files = self._shutdown = None
