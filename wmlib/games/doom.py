@@ -213,17 +213,18 @@ class DoomTakeCoverWM(gym.Env):
 
     def _start(self):
         folder = tempfile.mkdtemp(prefix="wm-vizdoom-")
-        game = vzd.DoomGame()
-        game.load_config(os.path.join(vzd.scenarios_path, "take_cover.cfg"))
-        game.set_doom_config_path(os.path.join(folder, "_vizdoom.ini"))
-        game.set_window_visible(False)
-        game.set_sound_enabled(False)
-        game.set_screen_format(vzd.ScreenFormat.RGB24)
-        game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
-        game.set_mode(vzd.Mode.PLAYER)
-        game.set_episode_timeout(0)  # we truncate at max_steps ourselves
-        watch = EngineWatch(folder) if sys.platform.startswith("linux") else None
+        watch = None
         try:
+            game = vzd.DoomGame()
+            game.load_config(os.path.join(vzd.scenarios_path, "take_cover.cfg"))
+            game.set_doom_config_path(os.path.join(folder, "_vizdoom.ini"))
+            game.set_window_visible(False)
+            game.set_sound_enabled(False)
+            game.set_screen_format(vzd.ScreenFormat.RGB24)
+            game.set_screen_resolution(vzd.ScreenResolution.RES_160X120)
+            game.set_mode(vzd.Mode.PLAYER)
+            game.set_episode_timeout(0)  # we truncate at max_steps ourselves
+            watch = EngineWatch(folder) if sys.platform.startswith("linux") else None
             start_in(folder, game.init)
         except BaseException:
             if watch is not None:
