@@ -17,6 +17,25 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite runs on several processes (pytest-xdist, `-n auto` in pyproject.toml). Each test file runs whole on one
+# of them, so that its module fixtures are made once; the course site's test (test_site.py) runs after the
+# notebooks, on their process, because it builds the site from the notebooks as they ran there.
+SAME_PROCESS_AS = {"test_site": "test_course"}
+MOST_PROCESSES = 4  # many tests start processes of their own: games, Dask workers, kernels, a browser
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one test process per core, at most MOST_PROCESSES."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MOST_PROCESSES, cores or 1))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group(SAME_PROCESS_AS.get(module, module)))
+
 
 def wm(*args, cwd=None, check=True, timeout=600) -> subprocess.CompletedProcess:
     """Run the real `wm` command line in a subprocess."""
