@@ -17,24 +17,33 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The suite runs on several processes (pytest-xdist, `-n auto` in pyproject.toml). Each test file runs whole on one
-# of them, so that its module fixtures are made once; the course site's test (test_site.py) runs after the
-# notebooks, on their process, because it builds the site from the notebooks as they ran there.
-SAME_PROCESS_AS = {"test_site": "test_course"}
+# The suite runs on several processes (pytest-xdist: `-n auto --dist loadfile` in pyproject.toml). Each test file
+# runs whole on one of them, in order, so that its module fixtures are made once; the course site's test file runs
+# on the notebooks' process, after them, because it builds the site from the notebooks as they ran there.
+SAME_PROCESS_AS = {"tests/test_site.py": "tests/test_course.py"}
 MOST_PROCESSES = 4  # many tests start processes of their own: games, Dask workers, kernels, a browser
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: one test process per core, at most MOST_PROCESSES."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(MOST_PROCESSES, cores or 1))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(SAME_PROCESS_AS.get(module, module)))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with the files of SAME_PROCESS_AS sent together."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SAME_PROCESS_AS.get(scope, scope)
+
+    return FilesTogether(config, log)
 
 
 def wm(*args, cwd=None, check=True, timeout=600) -> subprocess.CompletedProcess:
