@@ -19,10 +19,18 @@ from wmlib.runlock import LOCK_NAME, RunDirectoryLocked, lock_path, read_lock, r
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Another process asks for the lock: prints OK (and holds it for `hold` seconds) or LOCKED and the message.
+# Another process asks for the lock: prints OK (and holds it for `hold` seconds) or LOCKED and the message. With a
+# gate folder, it first says it is ready (its imports done) and waits there for the file `go`, so that processes
+# started together ask at the same moment however long each took to start.
 OTHER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
+    from pathlib import Path
     from wmlib.runlock import RunDirectoryLocked, run_lock
+    if len(sys.argv) > 4:
+        gate = Path(sys.argv[4])
+        (gate / f"ready_{os.getpid()}").touch()
+        while not (gate / "go").exists():
+            time.sleep(0.01)
     try:
         with run_lock(sys.argv[1], sys.argv[2]):
             print("OK", flush=True)
@@ -33,8 +41,8 @@ OTHER = textwrap.dedent("""
 """)
 
 
-def other_process(data_dir, command="wm memory", hold=0.0, wait=True):
-    args = [sys.executable, "-c", OTHER, str(data_dir), command, str(hold)]
+def other_process(data_dir, command="wm memory", hold=0.0, wait=True, gate=None):
+    args = [sys.executable, "-c", OTHER, str(data_dir), command, str(hold)] + ([str(gate)] if gate else [])
     if not wait:
         return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=REPO)
     return subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -203,7 +211,14 @@ def test_concurrent_take_over_gives_one_holder(tmp_path):
     d = tmp_path / "run"
     d.mkdir()
     write_lock(d)
-    procs = [other_process(d, command=f"wm n{i}", hold=3, wait=False) for i in range(4)]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    procs = [other_process(d, command=f"wm n{i}", hold=3, wait=False, gate=gate) for i in range(4)]
+    deadline = time.monotonic() + 60
+    while len(list(gate.glob("ready_*"))) < len(procs):  # all started and imported, however slow the machine
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a process did not start"
+        time.sleep(0.01)
+    (gate / "go").touch()
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert sum(out.startswith("OK") for out in outputs) == 1, outputs
     assert sum(out.startswith("LOCKED") for out in outputs) == 3, outputs
