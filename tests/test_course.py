@@ -17,6 +17,7 @@ must pass, leaving the kernel as it was for the cells that follow).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -155,3 +156,5 @@ def test_every_notebook_opens_with_objectives_prerequisites_run_time_and_the_pap
     assert try_it and "*Expect*" in try_it[-1].source, f"{path.name}: ends without open questions and what to expect"
     for cell in nb.cells:
         assert not cell.get("outputs"), f"{path.name}: committed with outputs (the course site shows them)"
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]  # as on disk (nbformat fills gaps)
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: every cell needs an id of its own (nbformat 4.5)"
