@@ -3,6 +3,7 @@ on a real smoke run."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -141,12 +142,22 @@ def wm_study(*args) -> str:
 
 
 def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_episodes(run_copy):
+    from conftest import wm
+
     d = run_copy("CarRacing-v3")
     own = (d / "controller" / "controller.pt").read_bytes()
-    out = wm_study("--data_dir", d, "--z_only", "--generations", 1, "--episodes", 2)
+    parent = (d / rundir.CONFIG).read_text()
+    run = rundir.load_config(d)
+    sub = d / rundir.Z_ONLY
+    # a setting of the z-only C without --z_only is named, and nothing is made
+    proc = wm("study", "--data_dir", d, "--early_stop", 7, check=False)
+    assert proc.returncode != 0 and "--early_stop" in proc.stderr and "--z_only" in proc.stderr
+    assert not sub.exists()
+    out = wm_study(
+        "--data_dir", d, "--z_only", "--generations", 1, "--episodes", 2, "--early_stop", 7, "--sigma0", 0.05
+    )
     assert "C reads z only" in out and "C reads z and h" in out
     record = json.loads((d / rundir.ABLATION).read_text())
-    sub = d / rundir.Z_ONLY
     params, ckpt = load_controller(sub)
     cfg = rundir.load_config(sub)
     assert cfg.z_only and ckpt["spec"]["z_only"] and params.shape == (cfg.z_dim * 3 + 3,)
@@ -154,6 +165,9 @@ def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_
     assert record["z_only"]["episodes"] == record["z_and_h"]["episodes"] == 2
     assert record["z_and_h"] == json.loads((d / "test" / "scores.json").read_text())  # the run's own `wm test`
     assert record["z_only"] == json.loads((sub / "test" / "scores.json").read_text())
+    # the z-only C's own settings, the run's config.json untouched
+    assert (cfg.early_stop, cfg.sigma0, cfg.generations) == (7, 0.05, 1) and run.early_stop != 7
+    assert (d / rundir.CONFIG).read_text() == parent
     # V and M are the run's own files, and the run's controller is untouched
     for rel in (rundir.VISION, rundir.MEMORY):
         assert (sub / rel).read_bytes() == (d / rel).read_bytes()
@@ -162,3 +176,14 @@ def test_the_z_only_ablation_trains_on_the_runs_v_and_m_and_plays_the_same_test_
     agent = Agent.from_run(sub)
     assert agent.spec.z_only and Agent.from_state(agent.state()).spec == agent.spec
     assert not Agent.from_run(d).spec.z_only
+    # resumed without the flags: the z-only C's settings hold, and its search goes on to generation 2
+    wm_study("--data_dir", d, "--z_only", "--generations", 2, "--episodes", 1)
+    cfg = rundir.load_config(sub)
+    assert (cfg.early_stop, cfg.sigma0, cfg.generations) == (7, 0.05, 2)
+    with open(rundir.log_path(sub, "controller")) as f:
+        assert [row["generation"] for row in csv.DictReader(f)] == ["1", "2"]
+    # a population that the search's state fixes is refused by name, config.json left as it was
+    before = (sub / rundir.CONFIG).read_text()
+    proc = wm("study", "--data_dir", d, "--z_only", "--pop", run.pop + 1, check=False)
+    assert proc.returncode != 0 and f"--pop {run.pop + 1}" in proc.stderr, proc.stderr
+    assert (sub / rundir.CONFIG).read_text() == before

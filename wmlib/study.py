@@ -28,7 +28,7 @@ from .evolution import train_controller
 from .io import atomic_write_text
 from .play import held_out_seeds, score_agent
 from .seeding import FIDELITY, generator
-from .settings import add_setting
+from .settings import FIELDS, add_setting
 
 
 def real_scores(
@@ -210,6 +210,10 @@ def _temperature_row(
     return row
 
 
+Z_ONLY_SETTINGS = ("pop", "trials", "sigma0", "eval_every", "eval_episodes", "early_stop", "paired_seeds")
+"""The settings of the z-only C that ``wm study --z_only`` takes as flags (the rest are the run's)."""
+
+
 def z_only_ablation(
     cfg,
     data_dir,
@@ -217,15 +221,30 @@ def z_only_ablation(
     test_episodes: int | None = None,
     progress: bool = True,
     where: dict | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """The paper's Table 1 ablation on this run's own V and M: a controller that reads z alone ("V model only"),
     trained as the run's was (population, trials, early stopping, in the game or the dream) in
     ``data_dir/z_only`` (sharing V, M and the series), then both played on the same held-out test episodes.
 
-    Resumes like any C. Returns (and writes to ``data_dir/z_only/ablation.json``) {generations, z_only, z_and_h},
-    each a `wm test` result; ``where``: where the real episodes are played, as for :func:`real_scores`."""
-    c = dataclasses.replace(cfg, z_only=True, generations=cfg.generations if generations is None else int(generations))
-    sub = rundir.share_world_model(data_dir, rundir.path(data_dir, rundir.Z_ONLY))
+    ``settings`` (names in :data:`Z_ONLY_SETTINGS`) change how the z-only C trains, where the run's C trained in
+    more than one way (a pretrained agent's config.json holds its last search's). Resumes like any C, from the
+    z-only C's own config.json, so a setting given once holds on resume; a population fixed by a search that can
+    resume is not changed. Returns (and writes to ``data_dir/z_only/ablation.json``) {generations, z_only,
+    z_and_h}, each a `wm test` result; ``where``: where the real episodes are played, as for :func:`real_scores`."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(Z_ONLY_SETTINGS))
+    if unknown:
+        raise ValueError(f"z_only_ablation: {unknown} are not settings of the z-only C ({', '.join(Z_ONLY_SETTINGS)})")
+    sub_dir = rundir.path(data_dir, rundir.Z_ONLY)
+    base = rundir.load_config(sub_dir) if rundir.path(sub_dir, rundir.CONFIG).exists() else cfg
+    if generations is not None:
+        settings["generations"] = int(generations)
+    c = dataclasses.replace(base, z_only=True, **settings)  # Config checks every value, naming its flag
+    from .cli import check_artifacts  # (the CLI imports this module)
+
+    check_artifacts(c, sub_dir, settings)  # before config.json changes
+    sub = rundir.share_world_model(data_dir, sub_dir)
     c.save(rundir.path(sub, rundir.CONFIG))
     agent = Agent.from_run(data_dir, cfg.game)  # V and M once, for both controllers
     try:
@@ -295,17 +314,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="instead of the study: the paper's ablation, a controller reading z alone trained on the "
         "run's V and M (in DATA_DIR/z_only), against the run's own on the same test episodes",
     )
+    for name in Z_ONLY_SETTINGS:
+        add_setting(p, name, help=f"--z_only: {FIELDS[name].metadata['help']} (the z-only C's; default: the run's)")
 
 
 def run(args) -> int:
     """``wm study``: the temperature study, or with ``--z_only`` / ``--fidelity`` that experiment; prints its table.
     Errors propagate to the command line, which names them."""
     cfg = rundir.load_config(args.data_dir)
+    stray = [n for n in Z_ONLY_SETTINGS if getattr(args, n) is not None]
+    if stray and not args.z_only:
+        raise ValueError(f"{', '.join('--' + n for n in stray)}: settings of the z-only C, given without --z_only")
     if args.z_only:
         _print_ablation(
             args,
             z_only_ablation(
-                cfg, args.data_dir, args.generations, args.episodes, progress=not args.quiet, where=where(args)
+                cfg,
+                args.data_dir,
+                args.generations,
+                args.episodes,
+                progress=not args.quiet,
+                where=where(args),
+                settings={k: getattr(args, k) for k in Z_ONLY_SETTINGS if getattr(args, k) is not None},
             ),
         )
     elif args.fidelity:
