@@ -28,7 +28,7 @@ from .evolution import train_controller
 from .io import atomic_write_text
 from .play import held_out_seeds, score_agent
 from .seeding import FIDELITY, generator
-from .settings import FIELDS, add_setting
+from .settings import FIELDS, add_setting, flag_name
 
 
 def real_scores(
@@ -321,10 +321,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """``wm study``: the temperature study, or with ``--z_only`` / ``--fidelity`` that experiment; prints its table.
     Errors propagate to the command line, which names them."""
-    cfg = rundir.load_config(args.data_dir)
     stray = [n for n in Z_ONLY_SETTINGS if getattr(args, n) is not None]
     if stray and not args.z_only:
-        raise ValueError(f"{', '.join('--' + n for n in stray)}: settings of the z-only C, given without --z_only")
+        raise ValueError(f"{', '.join(map(flag_name, stray))}: settings of the z-only C, given without --z_only")
+    cfg = rundir.load_config(args.data_dir)
     if args.z_only:
         _print_ablation(
             args,
