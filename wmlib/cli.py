@@ -35,10 +35,9 @@ from pathlib import Path
 import torch
 
 from . import average, compare, devices, episodes, iterate, pretrained, rundir, study
-from .config import GAMES, STAGES, Config, flag_name, make_config, smoke_mode
+from .config import GAMES, STAGES, Config, make_config, smoke_mode
 from .evaluators import add_flags, choose, named_kind
 from .evolution import train_controller
-from .io import load_checkpoint
 from .memory import encode_episodes, train_memory
 from .play import score_agent
 from .rollouts import collect_rollouts
@@ -251,37 +250,6 @@ def check_inputs(command: str, data_dir: Path, policy: str = "controller") -> No
             raise FileNotFoundError(f"{path}: not found; run `wm {stage} --data_dir {data_dir}` first")
 
 
-# What each artifact fixes: once it exists, these settings can no longer change in its run directory.
-FIXED_BY = [
-    (rundir.VISION, ("game", "z_dim"), None),
-    (rundir.MEMORY, ("game", "z_dim", "hidden_dim", "mixtures", "predict_done", "restart_flag"), None),
-    (rundir.CONTROLLER, ("game", "pop", "mu", "in_dream", "z_only"), rundir.ES_STATE),  # while a search can resume
-]
-
-
-def check_artifacts(cfg: Config, data_dir: Path, given: dict) -> None:
-    """Refuse settings that disagree with what the run directory already holds, before config.json is written:
-    a refused command leaves config.json as it was. The message names the flag given, or config.json's key."""
-    for rel, fields, only_with in FIXED_BY:
-        path = rundir.path(data_dir, rel)
-        if not path.exists() or (only_with is not None and not rundir.path(data_dir, only_with).exists()):
-            continue
-        ckpt = load_checkpoint(path, str(rel))
-        made = ckpt.get("config") if isinstance(ckpt, dict) else None
-        made = made if isinstance(made, dict) else {}  # (a wrong structure is named by the stage that reads it)
-        for field in fields:
-            if field in made and made[field] != getattr(cfg, field):
-                said = (
-                    f"{flag_name(field)} {getattr(cfg, field)}"
-                    if field in given
-                    else f"{rundir.path(data_dir, rundir.CONFIG)}'s {field!r} {getattr(cfg, field)!r}"
-                )
-                raise ValueError(
-                    f"{said}: {path} was made with {field} {made[field]!r}; keep {made[field]!r} "
-                    "or use another --data_dir (config.json is unchanged)"
-                )
-
-
 def evaluator_kind(args) -> str | None:
     """Where a command plays its episodes, as its flags say (None: the default for the game and mode); flags that
     contradict each other are named (:func:`wmlib.evaluators.named_kind`)."""
@@ -433,7 +401,7 @@ def run_pipeline(args, argv) -> None:
     with run_lock(data_dir, "wm " + " ".join(argv if argv is not None else sys.argv[1:])):
         if agent_source(args) is not None:  # copied only while this command holds the run directory
             pretrained.install(agent_source(args)[1], data_dir)
-        check_artifacts(cfg, data_dir, given_settings(args))
+        rundir.check_artifacts(cfg, data_dir, given_settings(args))
         cfg.save(rundir.path(data_dir, rundir.CONFIG))
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
         for k, stage in enumerate(STAGES if args.command == "run" else (args.command,)):

@@ -30,8 +30,9 @@
 | ``rounds/round_K/``                      | iterate                     | each earlier round's controller and M       |
 | ``CARD.md``                              | pretrained (export)         | an exported agent's card                    |
 
-Every module asks this one for a path instead of spelling it (``tests/test_rundir.py`` checks that no other module
-of the package spells one).
+What each artifact fixes (``FIXED_BY``) is kept here too: once it exists, :func:`check_artifacts` refuses a
+setting that disagrees with it. Every module asks this one for a path instead of spelling it
+(``tests/test_rundir.py`` checks that no other module of the package spells one).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from .config import Config, flag_name
+from .io import load_checkpoint
 
 CONFIG = "config.json"
 LOCK = ".lock"  # wmlib.runlock
@@ -177,6 +179,37 @@ def share_world_model(src, dst, with_episodes: bool = False) -> Path:
         except OSError:
             shutil.copy2(src / rel, target)
     return dst
+
+
+# What each artifact fixes: once it exists, these settings can no longer change in its run directory.
+FIXED_BY = [
+    (VISION, ("game", "z_dim"), None),
+    (MEMORY, ("game", "z_dim", "hidden_dim", "mixtures", "predict_done", "restart_flag"), None),
+    (CONTROLLER, ("game", "pop", "mu", "in_dream", "z_only"), ES_STATE),  # while a search can resume
+]
+
+
+def check_artifacts(cfg: Config, data_dir: Path, given: dict) -> None:
+    """Refuse settings that disagree with what the run directory already holds, before config.json is written:
+    a refused command leaves config.json as it was. The message names the flag given, or config.json's key."""
+    for rel, fields, only_with in FIXED_BY:
+        held = path(data_dir, rel)
+        if not held.exists() or (only_with is not None and not path(data_dir, only_with).exists()):
+            continue
+        ckpt = load_checkpoint(held, str(rel))
+        made = ckpt.get("config") if isinstance(ckpt, dict) else None
+        made = made if isinstance(made, dict) else {}  # (a wrong structure is named by the stage that reads it)
+        for field in fields:
+            if field in made and made[field] != getattr(cfg, field):
+                said = (
+                    f"{flag_name(field)} {getattr(cfg, field)}"
+                    if field in given
+                    else f"{path(data_dir, CONFIG)}'s {field!r} {getattr(cfg, field)!r}"
+                )
+                raise ValueError(
+                    f"{said}: {held} was made with {field} {made[field]!r}; keep {made[field]!r} "
+                    "or use another --data_dir (config.json is unchanged)"
+                )
 
 
 def load_initial_z(data_dir) -> tuple[np.ndarray, np.ndarray] | None:

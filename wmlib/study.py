@@ -241,9 +241,7 @@ def z_only_ablation(
     if generations is not None:
         settings["generations"] = int(generations)
     c = dataclasses.replace(base, z_only=True, **settings)  # Config checks every value, naming its flag
-    from .cli import check_artifacts  # (the CLI imports this module)
-
-    check_artifacts(c, sub_dir, settings)  # before config.json changes
+    rundir.check_artifacts(c, sub_dir, settings)  # before config.json changes
     sub = rundir.share_world_model(data_dir, sub_dir)
     c.save(rundir.path(sub, rundir.CONFIG))
     agent = Agent.from_run(data_dir, cfg.game)  # V and M once, for both controllers
